@@ -1,0 +1,210 @@
+"""HTTP/1.1 benchmark: headrace vs uvicorn (httptools + uvloop), daphne and granian.
+
+Every server runs the same app (``benchmarks/http/apps.py``), pinned to one core
+(``taskset -c 1``); wrk is pinned to the other (``taskset -c 0``). For each scenario it prints
+req/s, p50 and p99 latency, and each server's ratio to uvicorn.
+
+    python3 benchmarks/http/bench.py                  # all servers, 3 rounds x 5 s per run
+    python3 benchmarks/http/bench.py --rounds 5 --servers headrace,uvicorn
+
+All servers start first (idle ones cost nothing); the wrk runs are interleaved round by round and
+the median is reported, so background load on a shared machine hits every server alike.
+
+Scenarios: GET plaintext (13 bytes), GET a 64 KiB body, POST echo of 1 KiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _process import free_port, wait_listening
+
+REPO = Path(__file__).resolve().parents[2]
+APP = "benchmarks.http.apps:app"
+
+SERVERS = {
+    "headrace": [sys.executable, "-m", "headrace", "-v", "0", "-p", "{port}", APP],
+    "uvicorn": [
+        sys.executable, "-m", "uvicorn", "--http", "httptools", "--loop", "uvloop",
+        "--no-access-log", "--log-level", "warning", "--port", "{port}", APP,
+    ],
+    "daphne": [sys.executable, "-m", "daphne", "-v", "0", "-p", "{port}", APP],
+    "granian": [
+        sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1",
+        "--log-level", "warning", "--port", "{port}", APP,
+    ],
+}  # fmt: skip
+
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = string.rep("a", 1024)
+wrk.headers["Content-Type"] = "application/octet-stream"
+"""
+
+SCENARIOS = [("plaintext", "/", None), ("64KiB", "/64k", None), ("POST 1KiB echo", "/echo", "post")]
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and all its descendants (from /proc)."""
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = int(fields[11]) + int(fields[12])
+    family, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        family.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0) for pid in family) / CLOCK_TICKS
+
+
+def run_wrk(
+    server_pid: int, port: int, path: str, script: str | None, duration: int, connections: int
+) -> dict[str, float]:
+    command = [
+        "taskset",
+        "-c",
+        "0",
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+    ]
+    if script:
+        command += ["-s", script]
+    cpu_before = tree_cpu_seconds(server_pid)
+    output = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+    ).stdout
+    cpu = tree_cpu_seconds(server_pid) - cpu_before
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return {
+        "cpu_us": cpu / max(requests, 1) * 1e6,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50": latency(output, "50%"),
+        "p99": latency(output, "99%"),
+        "errors": float(bool(re.search(r"Non-2xx|Socket errors", output))),
+    }
+
+
+def latency(output: str, label: str) -> float:
+    match = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)", output)
+    if match is None:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def start_server(name: str) -> tuple[int, subprocess.Popen[bytes]]:
+    port = free_port()
+    command = [part.format(port=port) for part in SERVERS[name]]
+    process = subprocess.Popen(
+        ["taskset", "-c", "1", *command],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    wait_listening(port, process)
+    return port, process
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def measure(
+    names: list[str], rounds: int, duration: int, connections: int, script: str
+) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """Interleave the servers round by round so background load hits them alike."""
+    results: dict[str, dict[str, list[dict[str, float]]]] = {name: {} for name in names}
+    servers = {}
+    try:
+        for name in names:
+            servers[name] = start_server(name)
+        for port, process in servers.values():
+            for _, path, kind in SCENARIOS:
+                run_wrk(process.pid, port, path, script if kind else None, 1, connections)
+        for _ in range(rounds):
+            for label, path, kind in SCENARIOS:
+                for name, (port, process) in servers.items():
+                    options = (path, script if kind else None, duration, connections)
+                    row = run_wrk(process.pid, port, *options)
+                    results[name].setdefault(label, []).append(row)
+    finally:
+        for _, process in servers.values():
+            stop_server(process)
+    return results
+
+
+def median_row(rows: list[dict[str, float]]) -> dict[str, float]:
+    ordered = sorted(rows, key=lambda row: row["rps"])
+    row = dict(ordered[len(ordered) // 2])
+    row["errors"] = max(item["errors"] for item in rows)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    args = parser.parse_args()
+    names = [name.strip() for name in args.servers.split(",") if name.strip()]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(POST_LUA)
+    try:
+        raw = measure(names, args.rounds, args.duration, args.connections, handle.name)
+    finally:
+        os.unlink(handle.name)
+    print(
+        f"wrk -t1 -c{args.connections} -d{args.duration}s, median of {args.rounds} interleaved "
+        "rounds; servers on core 1, wrk on core 0.\nRatios are vs uvicorn: req/s, and CPU "
+        "efficiency (uvicorn's server CPU time per request / this server's; robust to load)."
+    )
+    for label, _, _ in SCENARIOS:
+        print(f"\n== {label}")
+        rows = {name: median_row(raw[name][label]) for name in names}
+        base = rows["uvicorn"]["rps"] if "uvicorn" in rows else None
+        base_cpu = rows["uvicorn"]["cpu_us"] if "uvicorn" in rows else None
+        for name, row in rows.items():
+            ratio = f"{row['rps'] / base:5.2f}x" if base else ""
+            cpu_ratio = f"{base_cpu / row['cpu_us']:5.2f}x" if base_cpu else ""
+            flag = "  (errors!)" if row["errors"] else ""
+            print(
+                f"{name:10s} {row['rps']:8.0f} req/s {ratio:>6s}  p50 {row['p50']:6.2f} ms"
+                f"  p99 {row['p99']:7.2f} ms  {row['cpu_us']:6.1f} CPU-us/req {cpu_ratio:>6s}"
+                f"{flag}"
+            )
+
+
+if __name__ == "__main__":
+    main()

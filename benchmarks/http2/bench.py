@@ -1,0 +1,106 @@
+"""HTTP/2 (h2c, prior knowledge) benchmark: headrace vs hypercorn and granian, same run.
+
+Every server runs the HTTP benchmark's app (``benchmarks/http/apps.py``) in one process
+pinned to one core (``taskset -c 1``); ``h2load -c16 -m10`` is pinned to the other. Rounds
+are interleaved (every server once per round) and the median req/s is reported, with each
+server's ratio to hypercorn, so background load on a shared machine hits all alike.
+
+    python3 benchmarks/http2/bench.py                       # 3 rounds x 5 s per server
+    python3 benchmarks/http2/bench.py --rounds 5 --duration 10 --path /64k
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _process import free_port, wait_listening
+
+REPO = Path(__file__).resolve().parents[2]
+APP = "benchmarks.http.apps:app"
+
+SERVERS = {
+    "headrace": [sys.executable, "-m", "headrace", "-v", "0", "-p", "{port}", APP],
+    "hypercorn": [
+        sys.executable, "-m", "hypercorn", "--log-level", "warning", "--bind",
+        "127.0.0.1:{port}", APP,
+    ],
+    "granian": [
+        sys.executable, "-m", "granian", "--interface", "asgi", "--http", "2", "--workers", "1",
+        "--log-level", "warning", "--port", "{port}", APP,
+    ],
+}  # fmt: skip
+
+
+def pinned(argv: list[str], core: int) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(core), *argv]
+    return argv
+
+
+def run_h2load(port: int, path: str, duration: int) -> float:
+    argv = ["h2load", "-c16", "-m10", "-D", str(duration), "--warm-up-time=1"]
+    argv.append(f"http://127.0.0.1:{port}{path}")
+    result = subprocess.run(pinned(argv, 0), capture_output=True, text=True, timeout=duration + 60)
+    match = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", result.stdout)
+    failed = re.search(r"(\d+) failed", result.stdout)
+    if match is None or (failed and int(failed.group(1)) > 0):
+        raise RuntimeError(f"h2load failed:\n{result.stdout}\n{result.stderr}")
+    return float(match.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--path", default="/")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    args = parser.parse_args()
+    names = [name.strip() for name in args.servers.split(",") if name.strip()]
+    processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        for name in names:
+            port = free_port()
+            argv = [part.replace("{port}", str(port)) for part in SERVERS[name]]
+            process = subprocess.Popen(
+                pinned(argv, 1),
+                cwd=REPO,
+                env=environment,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            processes[name] = (process, port)
+            wait_listening(port, process)
+        results: dict[str, list[float]] = {name: [] for name in names}
+        for round_number in range(1, args.rounds + 1):
+            for name in names:
+                rate = run_h2load(processes[name][1], args.path, args.duration)
+                results[name].append(rate)
+                print(f"round {round_number}: {name:10s} {rate:10.0f} req/s", flush=True)
+    finally:
+        for process, _ in processes.values():
+            process.terminate()
+        for process, _ in processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    medians = {name: statistics.median(rates) for name, rates in results.items()}
+    base = medians.get("hypercorn")
+    print(f"\nh2load -c16 -m10 h2c GET {args.path}, median of {args.rounds} x {args.duration} s")
+    for name, rate in medians.items():
+        ratio = f"{rate / base:6.1f}x hypercorn" if base else ""
+        print(f"  {name:10s} {rate:10.0f} req/s  {ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Generic consumers for WebSocket and HTTP."""

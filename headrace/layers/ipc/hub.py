@@ -1,0 +1,524 @@
+"""The IPC hub: every queue and group of the IPC layer, in one process, behind a Unix socket.
+
+Theory of operation
+-------------------
+Processes on one host share channel-layer state through a *hub*: an asyncio Unix-socket server
+holding per-channel queues, parked receivers and group memberships in plain dicts. Clients
+(:mod:`headrace.layers.ipc.layer`) send requests; a receive with nothing queued parks at the hub
+and is answered by the next send, so delivery costs one socket write and nobody polls.
+
+Who runs the hub. Any process using the layer may host it: a client that cannot connect takes an
+exclusive ``flock`` on ``<path>.lock`` and, if it gets the lock, starts the hub on a daemon thread
+with its own event loop (:class:`HubHost`). The kernel drops the lock when the process dies, so
+there is no stuck lock: survivors see their connection close, one of them wins the lock and
+starts a new hub, and every client replays the group memberships it made (each client remembers
+them with their expiry), so survivors keep their groups. Messages queued in a dead hub are lost
+(the layer promises at most once delivery). ``python -m headrace.layers.ipc`` runs a hub on its
+own, e.g. under systemd next to separately started web and worker processes.
+
+State rules. A queue holds ``(expires_at, payload)`` pairs; wall-clock expiry works across
+processes. Expired entries are dropped when a queue is touched and by a once-a-second sweep driven
+by heaps, so the sweep costs O(what expired), not O(everything).
+
+Group fan-out. ``group_send`` walks the members once: a member with a parked receive is batched
+per client connection, a member with none gets a queued copy (the same ``bytes`` object, so
+copies cost a reference, not memory) unless its queue is full, in which case it is skipped.
+Deliveries are coalesced per connection and loop iteration: every delivery of the same payload
+object (the parked receives a ``group_send`` reaches, and receives that pick up queued copies of
+it) joins ONE ``DELIVER_MANY`` frame carrying the payload once and the request ids; the frame is
+composed at flush time in the place of the first delivery, so nothing moves later in the stream.
+The client resolves the ids locally. A thousand members in one process cost one small marshal
+and one write instead of a thousand. Only clients that announce protocol
+version ``PROTOCOL_BATCHED`` in HELLO get such frames; older clients (a rolling upgrade) get one
+reply per receive, as before. Capacity rules come from each
+client's HELLO (its ``capacity``/``channel_capacity``), so ``group_send`` applies the sender's
+rules to every member, and a full member is skipped. A client that disconnects loses its parked
+receives; its group memberships stay until they expire, like with Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import heapq
+import os
+import re
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from headrace.layers.ipc.wire import PROTOCOL_BATCHED, FramedProtocol, Op, Status, encode_frame
+
+__all__ = ["HubHost", "HubState", "new_event_loop", "serve_hub"]
+
+SWEEP_INTERVAL = 1.0
+
+Entry = tuple[float, bytes]
+
+
+class CapacityRules:
+    """The capacity rules one client announced in HELLO."""
+
+    __slots__ = ("default", "patterns")
+
+    def __init__(self, default: int, patterns: list[tuple[str, int]]) -> None:
+        self.default = default
+        self.patterns = [(re.compile(source), capacity) for source, capacity in patterns]
+
+    def capacity(self, channel: str) -> int:
+        for pattern, capacity in self.patterns:
+            if pattern.match(channel):
+                return capacity
+        return self.default
+
+
+DEFAULT_RULES = CapacityRules(100, [])
+
+
+class HubState:
+    """Queues, parked receivers and groups; every method is synchronous and O(touched)."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, deque[Entry]] = {}
+        self.waiters: dict[str, deque[tuple[HubConnection, int]]] = {}
+        self.groups: dict[str, dict[str, float]] = {}
+        self._queue_heap: list[tuple[float, str]] = []
+        self._group_heap: list[tuple[float, str, str]] = []
+
+    # ---------------------------------------------------------------- channels
+
+    def send(self, channel: str, payload: bytes, expires_at: float, capacity: int) -> bool:
+        """Deliver or enqueue; False when the channel is full."""
+        if self._hand_to_waiter(channel, payload, expires_at):
+            return True
+        return self._enqueue(channel, payload, expires_at, capacity, time.time())
+
+    def _enqueue(
+        self, channel: str, payload: bytes, expires_at: float, capacity: int, now: float
+    ) -> bool:
+        """Queue a message nobody is waiting for; False when the channel is full."""
+        queue = self.queues.get(channel)
+        if queue is None:
+            queue = self.queues[channel] = deque()
+        else:
+            self._drop_expired(queue, now)
+        if len(queue) >= capacity:
+            return False
+        if not queue:
+            heapq.heappush(self._queue_heap, (expires_at, channel))
+        queue.append((expires_at, payload))
+        return True
+
+    def push_front(self, channel: str, payload: bytes, expires_at: float) -> None:
+        if self._hand_to_waiter(channel, payload, expires_at):
+            return
+        queue = self.queues.setdefault(channel, deque())
+        queue.appendleft((expires_at, payload))
+        heapq.heappush(self._queue_heap, (expires_at, channel))
+
+    def receive(self, channel: str, connection: HubConnection, request_id: int) -> None:
+        if not connection.reachable:
+            return
+        queue = self.queues.get(channel)
+        if queue:
+            self._drop_expired(queue, time.time())
+            if queue:
+                expires_at, payload = queue.popleft()
+                connection.deliver(request_id, payload, expires_at)
+                return
+        self.waiters.setdefault(channel, deque()).append((connection, request_id))
+        connection.park(channel)
+
+    def cancel(self, channel: str, connection: HubConnection, request_id: int) -> None:
+        """Drop a parked receive and answer it CANCELLED; if its message already went out,
+        there is nothing to do (the client pushes that message back)."""
+        waiting = self.waiters.get(channel)
+        if waiting is None:
+            return
+        try:
+            waiting.remove((connection, request_id))
+        except ValueError:
+            return
+        if not waiting:
+            del self.waiters[channel]
+        connection.unpark(channel)
+        connection.reply(request_id, Status.CANCELLED, None)
+
+    def forget_connection(self, connection: HubConnection) -> None:
+        for channel in list(connection.parked):
+            waiting = self.waiters.get(channel)
+            if waiting is None:
+                continue
+            kept = deque(item for item in waiting if item[0] is not connection)
+            if kept:
+                self.waiters[channel] = kept
+            else:
+                del self.waiters[channel]
+
+    def _hand_to_waiter(self, channel: str, payload: bytes, expires_at: float) -> bool:
+        waiter = self._take_waiter(channel)
+        if waiter is None:
+            return False
+        connection, request_id = waiter
+        return connection.deliver(request_id, payload, expires_at)
+
+    def _take_waiter(self, channel: str) -> tuple[HubConnection, int] | None:
+        """Pop the oldest parked receive on ``channel`` whose client is still connected."""
+        waiting = self.waiters.get(channel)
+        while waiting:
+            connection, request_id = waiting.popleft()
+            if not waiting:
+                del self.waiters[channel]
+            connection.unpark(channel)
+            if connection.reachable:
+                return connection, request_id
+            waiting = self.waiters.get(channel)
+        return None
+
+    @staticmethod
+    def _drop_expired(queue: deque[Entry], now: float) -> None:
+        while queue and queue[0][0] <= now:
+            queue.popleft()
+
+    # ---------------------------------------------------------------- groups
+
+    def group_add(self, group: str, channel: str, expires_at: float) -> None:
+        self.groups.setdefault(group, {})[channel] = expires_at
+        heapq.heappush(self._group_heap, (expires_at, group, channel))
+
+    def group_discard(self, group: str, channel: str) -> None:
+        members = self.groups.get(group)
+        if members is None:
+            return
+        members.pop(channel, None)
+        if not members:
+            del self.groups[group]
+
+    def group_send(
+        self, group: str, payload: bytes, expires_at: float, rules: CapacityRules
+    ) -> None:
+        members = self.groups.get(group)
+        if not members:
+            return
+        now = time.time()
+        for channel, member_until in list(members.items()):
+            if member_until <= now:
+                continue
+            waiter = self._take_waiter(channel)
+            if waiter is None:
+                self._enqueue(channel, payload, expires_at, rules.capacity(channel), now)
+            else:
+                waiter[0].deliver(waiter[1], payload, expires_at)
+
+    # ---------------------------------------------------------------- housekeeping
+
+    def flush(self) -> None:
+        self.queues.clear()
+        self.groups.clear()
+        self._queue_heap.clear()
+        self._group_heap.clear()
+
+    def sweep(self, now: float) -> None:
+        """Drop expired messages and memberships; O(what expired)."""
+        heap = self._queue_heap
+        while heap and heap[0][0] <= now:
+            _, channel = heapq.heappop(heap)
+            queue = self.queues.get(channel)
+            if queue is None:
+                continue
+            self._drop_expired(queue, now)
+            if queue:
+                heapq.heappush(heap, (queue[0][0], channel))
+            else:
+                del self.queues[channel]
+        groups = self._group_heap
+        while groups and groups[0][0] <= now:
+            expires_at, group, channel = heapq.heappop(groups)
+            members = self.groups.get(group)
+            if members is not None and members.get(channel) == expires_at:
+                self.group_discard(group, channel)
+
+
+class DeliveryBatch:
+    """One payload on its way to one or more RECEIVEs of one connection."""
+
+    __slots__ = ("expires_at", "payload", "place", "request_ids")
+
+    def __init__(self, place: int, payload: bytes, expires_at: float, request_id: int) -> None:
+        self.place = place
+        self.payload = payload
+        self.expires_at = expires_at
+        self.request_ids = [request_id]
+
+    def frame(self) -> tuple[Any, ...]:
+        if len(self.request_ids) == 1:
+            return (self.request_ids[0], Status.OK, (self.payload, self.expires_at))
+        return (0, Status.DELIVER_MANY, (self.request_ids, self.payload, self.expires_at))
+
+
+class HubConnection(FramedProtocol):
+    """One client connection as the hub sees it."""
+
+    def __init__(self, state: HubState) -> None:
+        super().__init__(self.handle)
+        self.state = state
+        self.rules = DEFAULT_RULES
+        self.parked: dict[str, int] = {}  # channel -> receives parked on it
+        self.batched = False  # the client announced DELIVER_MANY support in HELLO
+        self._deliveries: dict[tuple[int, float], DeliveryBatch] = {}
+        self.open = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        self.state.forget_connection(self)
+
+    def park(self, channel: str) -> None:
+        self.parked[channel] = self.parked.get(channel, 0) + 1
+
+    def unpark(self, channel: str) -> None:
+        remaining = self.parked.get(channel, 0) - 1
+        if remaining > 0:
+            self.parked[channel] = remaining
+        else:
+            self.parked.pop(channel, None)
+
+    @property
+    def reachable(self) -> bool:
+        """False once the client has gone, so deliveries are re-routed rather than lost."""
+        return self.open and self.transport is not None and not self.transport.is_closing()
+
+    def reply(self, request_id: int, status: int, value: Any) -> bool:
+        """Answer a request; False when the client has gone (so the caller re-routes)."""
+        if not self.reachable:
+            return False
+        self.write((request_id, status, value))
+        return True
+
+    def deliver(self, request_id: int, payload: bytes, expires_at: float) -> bool:
+        """Answer a RECEIVE with a message; False when the client has gone.
+
+        Deliveries of the same payload object in one loop iteration (a group message reaching
+        parked receives, or queued copies of it being picked up) share one frame, composed at
+        flush time in the place of the first of them."""
+        if not self.reachable:
+            return False
+        if not self.batched:
+            self.write((request_id, Status.OK, (payload, expires_at)))
+            return True
+        key = (id(payload), expires_at)  # the batch holds ``payload``: its id stays unique
+        batch = self._deliveries.get(key)
+        if batch is None:
+            self._deliveries[key] = DeliveryBatch(self._reserve(), payload, expires_at, request_id)
+        else:
+            batch.request_ids.append(request_id)
+        return True
+
+    def _compose(self, outgoing: list[bytes]) -> None:
+        deliveries, self._deliveries = self._deliveries, {}
+        for batch in deliveries.values():
+            outgoing[batch.place] = encode_frame(batch.frame())
+
+    def handle(self, item: tuple[Any, ...]) -> None:
+        try:
+            self._dispatch(item)
+        except Exception as exc:  # a malformed request must not take the hub down
+            if len(item) > 1 and isinstance(item[1], int):
+                self.reply(item[1], Status.ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _dispatch(self, item: tuple[Any, ...]) -> None:
+        op, request_id = item[0], item[1]
+        state = self.state
+        if op == Op.SEND:
+            channel, payload, expiry = item[2], item[3], item[4]
+            sent = state.send(channel, payload, time.time() + expiry, self.rules.capacity(channel))
+            self.reply(request_id, Status.OK if sent else Status.FULL, None)
+        elif op == Op.RECEIVE:
+            state.receive(item[2], self, request_id)
+        elif op == Op.CANCEL:
+            state.cancel(item[2], self, item[3])
+        elif op == Op.PUSH_FRONT:
+            state.push_front(item[2], item[3], item[4])
+        elif op == Op.GROUP_SEND:
+            state.group_send(item[2], item[3], time.time() + item[4], self.rules)
+            self.reply(request_id, Status.OK, None)
+        else:
+            self._dispatch_admin(op, request_id, item)
+
+    def _dispatch_admin(self, op: int, request_id: int, item: tuple[Any, ...]) -> None:
+        state = self.state
+        if op == Op.GROUP_ADD:
+            state.group_add(item[2], item[3], item[4])
+        elif op == Op.GROUP_DISCARD:
+            state.group_discard(item[2], item[3])
+        elif op == Op.HELLO:
+            self.rules = CapacityRules(item[2], list(item[3]))
+            self.batched = len(item) > 4 and item[4] >= PROTOCOL_BATCHED
+        elif op == Op.FLUSH:
+            state.flush()
+        else:
+            raise ValueError(f"unknown opcode {op!r}")
+        self.reply(request_id, Status.OK, None)
+
+
+async def _sweep_forever(state: HubState) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL)
+        state.sweep(time.time())
+
+
+async def serve_hub(
+    listener: socket.socket, stop: asyncio.Event | None = None, state: HubState | None = None
+) -> None:
+    """Serve the hub protocol on an already-listening Unix socket until ``stop`` is set."""
+    loop = asyncio.get_running_loop()
+    state = state if state is not None else HubState()
+    server = await loop.create_unix_server(lambda: HubConnection(state), sock=listener)
+    sweeper = asyncio.create_task(_sweep_forever(state))
+    try:
+        await (stop.wait() if stop is not None else asyncio.Event().wait())
+    finally:
+        sweeper.cancel()
+        server.close()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (as the server does), else the standard loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def prepare_directory(path: str) -> None:
+    """Create the socket's directory as ``0700`` and refuse one another user owns."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    info = os.stat(folder)
+    if info.st_uid != os.getuid():
+        raise PermissionError(f"IPC layer directory {folder} belongs to another user")
+
+
+def bind_listener(path: str) -> socket.socket:
+    """Bind and listen on ``path``, replacing a stale socket file left by a dead hub."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(1024)
+    except BaseException:
+        listener.close()
+        raise
+    listener.setblocking(False)
+    return listener
+
+
+class HubHost:
+    """Runs a hub for ``path`` on a daemon thread when this process wins ``<path>.lock``.
+
+    One host per path per process (see :meth:`for_path`). The lock file descriptor and the
+    listening socket are closed in forked children, so a child can never keep a dead parent's
+    lock or accept queue alive.
+    """
+
+    _hosts: dict[str, HubHost] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock_fd: int | None = None
+        self.listener: socket.socket | None = None
+        self.thread: threading.Thread | None = None
+        self.state: HubState | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    @classmethod
+    def for_path(cls, path: str) -> HubHost:
+        with cls._guard:
+            host = cls._hosts.get(path)
+            if host is None:
+                host = cls._hosts[path] = cls(path)
+            return host
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def try_start(self) -> bool:
+        """Start hosting if nobody else holds the lock; True when this process hosts the hub."""
+        with self._guard:
+            if self.running:
+                return True
+            if not self._acquire_lock():
+                return False
+            self.listener = bind_listener(self.path)
+            ready = threading.Event()
+            self.thread = threading.Thread(
+                target=self._run, args=(ready,), name=f"headrace-ipc-hub {self.path}", daemon=True
+            )
+            self.thread.start()
+            ready.wait(10)
+            return True
+
+    def _acquire_lock(self) -> bool:
+        prepare_directory(self.path)
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.lock_fd = fd
+        return True
+
+    def _run(self, ready: threading.Event) -> None:
+        assert self.listener is not None
+        loop = new_event_loop()
+        self._loop = loop
+        self._stop = asyncio.Event()
+        self.state = HubState()
+        loop.call_soon(ready.set)
+        try:
+            loop.run_until_complete(serve_hub(self.listener, self._stop, self.state))
+        finally:
+            loop.close()
+
+    def stop(self) -> None:
+        """Stop hosting (tests and clean shutdown): close the socket, release the lock."""
+        with self._guard:
+            if self._loop is not None and self._stop is not None and self.running:
+                self._loop.call_soon_threadsafe(self._stop.set)
+                assert self.thread is not None
+                self.thread.join(10)
+            self._release(unlink=True)
+
+    def _release(self, unlink: bool = False) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+            if unlink:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+        self.thread = None
+        self._loop = None
+        self._stop = None
+
+    @classmethod
+    def _after_fork_in_child(cls) -> None:
+        for host in cls._hosts.values():
+            host._release()
+        cls._hosts = {}
+        cls._guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=HubHost._after_fork_in_child)

@@ -1,0 +1,154 @@
+"""The hub protocol: length-prefixed frames carrying ``marshal``-encoded tuples.
+
+A frame is a 4-byte big-endian length followed by ``marshal.dumps(tuple)``. ``marshal`` is in the
+standard library, is the fastest encoder of the types a channel message may hold (dict, list,
+tuple, str, bytes, int, float, bool, None) and refuses anything else. Both ends run on the same
+host as the same user (the socket lives in a ``0700`` directory), so the usual caveat about
+unmarshalling untrusted bytes does not apply.
+
+Requests (client → hub) are ``(op, request_id, *arguments)``; replies (hub → client) are
+``(request_id, status, value)``. A ``group_send`` answers every parked receive of one client in
+a single ``DELIVER_MANY`` frame that carries the payload once with the list of request ids.
+Message payloads travel as opaque ``bytes``: the hub never decodes them, it only routes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import marshal
+import struct
+from collections.abc import Callable
+from typing import Any, cast
+
+__all__ = [
+    "PROTOCOL_BATCHED",
+    "FramedProtocol",
+    "Op",
+    "Status",
+    "decode_message",
+    "encode_frame",
+    "encode_message",
+]
+
+HEADER = struct.Struct("!I")
+MAX_FRAME = 64 * 1024 * 1024
+PROTOCOL_BATCHED = 2  # the protocol version from which clients understand DELIVER_MANY
+
+
+class Op:
+    """Request opcodes (small ints keep frames short)."""
+
+    HELLO = 1  # (capacity, [(regex source, capacity), ...], protocol) - capacity rules and
+    # the client's protocol version (absent from old clients: no DELIVER_MANY for them)
+    SEND = 2  # (channel, payload, expiry seconds)
+    RECEIVE = 3  # (channel,) - answered when a message is available
+    CANCEL = 4  # (channel, receive request id) - the RECEIVE gets CANCELLED or its message
+    PUSH_FRONT = 5  # (channel, payload, expires_at) - no reply; undo a cancelled delivery
+    GROUP_ADD = 6  # (group, channel, expires_at)
+    GROUP_DISCARD = 7  # (group, channel)
+    GROUP_SEND = 8  # (group, payload, expiry seconds)
+    FLUSH = 9  # ()
+
+
+class Status:
+    """Reply statuses."""
+
+    OK = 0
+    FULL = 1
+    ERROR = 2
+    CANCELLED = 3  # the answer to a RECEIVE that CANCEL removed before any message came
+    # Unsolicited (request id 0): one group message for several parked RECEIVEs of one client,
+    # value ``(receive request ids, payload, expires_at)``; each id is answered as if by OK.
+    DELIVER_MANY = 4
+
+
+def encode_frame(item: tuple[Any, ...]) -> bytes:
+    body = marshal.dumps(item)
+    return HEADER.pack(len(body)) + body
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    """Serialise a layer message; ``TypeError`` names what cannot be carried."""
+    try:
+        return marshal.dumps(message)
+    except ValueError as exc:
+        raise TypeError(f"message cannot be serialised for the IPC layer: {exc}") from None
+
+
+def decode_message(payload: bytes) -> dict[str, Any]:
+    message: dict[str, Any] = marshal.loads(payload)
+    return message
+
+
+class FramedProtocol(asyncio.Protocol):
+    """Splits a byte stream into decoded frames and hands each to ``on_frame``."""
+
+    def __init__(self, on_frame: Callable[[tuple[Any, ...]], None]) -> None:
+        self._buffer = bytearray()
+        self._on_frame = on_frame
+        self._outgoing: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport; they have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+        self._loop = asyncio.get_running_loop()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        end = len(buffer)
+        while end - start >= 4:
+            (size,) = HEADER.unpack_from(buffer, start)
+            if size > MAX_FRAME:
+                self._protocol_error()
+                return
+            if end - start - 4 < size:
+                break
+            try:
+                item = marshal.loads(memoryview(buffer)[start + 4 : start + 4 + size])
+            except (ValueError, EOFError, TypeError):
+                self._protocol_error()
+                return
+            start += 4 + size
+            if not isinstance(item, tuple):
+                self._protocol_error()
+                return
+            self._on_frame(item)
+        if start:
+            del buffer[:start]
+
+    def write(self, item: tuple[Any, ...]) -> None:
+        """Queue a frame; frames queued in one loop iteration leave in one ``write`` call
+        (a fan-out to a thousand members is one system call, not a thousand)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        outgoing = self._outgoing
+        outgoing.append(encode_frame(item))
+        if len(outgoing) == 1 and self._loop is not None:
+            self._loop.call_soon(self._flush)
+
+    def _reserve(self) -> int:
+        """Keep a place in the outgoing stream for a frame :meth:`_compose` fills in at flush
+        time (so frames queued later in the same iteration can still join it); its index."""
+        outgoing = self._outgoing
+        outgoing.append(b"")
+        if len(outgoing) == 1 and self._loop is not None:
+            self._loop.call_soon(self._flush)
+        return len(outgoing) - 1
+
+    def _compose(self, outgoing: list[bytes]) -> None:
+        """Fill the places :meth:`_reserve` kept, just before ``outgoing`` is written."""
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        self._compose(outgoing)
+        if outgoing and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(outgoing))
+
+    def _protocol_error(self) -> None:
+        self._buffer.clear()
+        if self.transport is not None:
+            self.transport.close()

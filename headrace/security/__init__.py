@@ -1,0 +1,1 @@
+"""Security middleware: origin validation for WebSocket connections (see ``websocket``)."""

@@ -1,0 +1,793 @@
+"""The HTTP/2 connection handler: h2 streams plugged into the shared ASGI stream layer.
+
+Theory of operation
+-------------------
+:func:`start_http2` is the hook :mod:`headrace.server.handler` documents. The connection calls
+it when TLS negotiated ALPN ``h2``; the HTTP/1.1 handler calls it on the prior-knowledge
+preface or on ``Upgrade: h2c`` (then the upgrade request becomes stream 1 after a ``101``).
+
+:class:`HTTP2Handler` is the connection's :class:`~headrace.server.handler.ConnectionHandler`
+and the :class:`~headrace.server.protocols.http2.H2Listener` of its I/O-free
+:class:`~headrace.server.protocols.http2.H2Protocol`. Bytes in → ``receive_data`` → listener
+calls → one :class:`H2RequestStream` per request stream. That class *is* the shared
+:class:`~headrace.server.streams.http.HTTPStream` (the same request/response logic as
+HTTP/1.1); it only adds what the ASGI HTTP/2 extensions need (``http.response.trailers``,
+``http.response.early_hint``) and reports each chunk the app reads so the stream's receive
+window reopens exactly as the app consumes. Its :class:`H2ResponseSink` turns the stream's
+neutral calls into h2 frames; ``send()`` waits on it while the peer's flow-control window or
+the socket is full.
+
+Extended CONNECT requests with ``:protocol websocket`` (RFC 8441) run the shared WebSocket
+stream layer over the h2 stream (see :mod:`headrace.server.http2_websocket`).
+
+Output is coalesced: everything produced while handling one read is written at its end, and
+writes triggered by application tasks are batched into one ``transport.write`` per event-loop
+iteration. When the socket's write buffer is full, reading pauses (so a peer that floods
+PINGs or SETTINGS without reading our answers cannot grow our buffers).
+
+Server limits apply per stream as over HTTP/1.1: ``--limit-concurrency`` answers ``503``,
+``--max-request-body-size`` answers ``413`` (or aborts a started response), header lists above
+``--max-request-header-size`` get ``431`` from the protocol layer. A connection without streams
+or bytes for ``--timeout-keep-alive`` seconds is closed with ``GOAWAY(NO_ERROR)``.
+
+Graceful shutdown sends ``GOAWAY(NO_ERROR)``, lets the in-flight streams finish, then sends
+the final GOAWAY and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote
+
+from headrace._types import Message, Scope
+from headrace.server.handler import ConnectionHandler, UpgradeRequest
+from headrace.server.http2_websocket import start_websocket_stream
+from headrace.server.protocols.http2 import ErrorCode, H2Protocol, H2Settings, Headers
+from headrace.server.protocols.http11 import date_header_value
+from headrace.server.proxy import apply_trusted_headers
+from headrace.server.streams.http import COMPLETE, PENDING, START, STREAMING, HTTPStream
+from headrace.server.tls import connection_tls_extension
+
+if TYPE_CHECKING:
+    from headrace.server.connection import Connection
+    from headrace.server.state import ServerState
+
+logger = logging.getLogger("headrace.server.http2")
+
+HTTP2_EXTENSIONS = ("http.response.trailers", "http.response.early_hint")
+UPGRADE_RESPONSE = (
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+)
+HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+BAD_VALUE = re.compile(rb"[\x00\r\n]")
+BAD_UPGRADE_RESPONSE = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+UPGRADE_BODY_LIMIT = 16 * 1024 * 1024
+"""Largest ``Upgrade: h2c`` request body buffered before switching (larger: ``501``)."""
+PROXY_HEADERS = frozenset((b"daphne-root-path", b"x-forwarded-for"))
+UPGRADE_ONLY = HOP_BY_HOP | {b"http2-settings", b"te"}
+
+
+class H2StreamEnd(Protocol):
+    """What the handler feeds for one stream (an HTTP request or a WebSocket)."""
+
+    def feed_body(self, data: bytes) -> None: ...
+
+    def feed_end(self) -> None: ...
+
+    def feed_disconnect(self) -> None: ...
+
+    def sink_closed(self) -> None: ...
+
+    def wake_writer(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+def settings_from_config(config: Any) -> H2Settings:
+    """H2 limits from the server config (fields absent from an older config keep defaults)."""
+    values: dict[str, Any] = {}
+    for field, option in (
+        ("max_concurrent_streams", "http2_max_concurrent_streams"),
+        ("initial_window_size", "http2_initial_window_size"),
+        ("max_header_list_size", "max_request_header_size"),
+    ):
+        value = getattr(config, option, None)
+        if value:
+            values[field] = value
+    return H2Settings(**values)
+
+
+def http2_enabled(config: Any) -> bool:
+    return bool(getattr(config, "http2", True))
+
+
+def start_http2(
+    connection: Connection, initial_data: bytes, upgrade: UpgradeRequest | None
+) -> ConnectionHandler | None:
+    """Take the connection over as HTTP/2 (see :mod:`headrace.server.handler`)."""
+    if not http2_enabled(connection.state.config):
+        return None
+    body_length = _upgrade_body_length(upgrade) if upgrade is not None else 0
+    if upgrade is not None and (
+        body_length is None
+        or body_length > UPGRADE_BODY_LIMIT
+        or _header(upgrade.headers, b"http2-settings") is None
+    ):
+        return None
+    handler = HTTP2Handler(connection)
+    if upgrade is not None:
+        assert body_length is not None
+        handler.await_upgrade_body(upgrade, body_length)
+    else:
+        handler.start()
+    if initial_data or upgrade is not None:
+        # An upgrade whose body is already complete (a body-less GET, as curl sends) must be
+        # answered now: the client waits for the 101 before it sends anything more.
+        handler.data_received(initial_data)
+    else:
+        handler.flush()
+    return handler
+
+
+class ChunkedBody:
+    """Decodes an HTTP/1.1 chunked body (the rare ``Upgrade: h2c`` request that has one)."""
+
+    __slots__ = ("_buffer", "_remaining", "_state", "body", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.body = bytearray()
+        self._buffer = bytearray()
+        self._state = "size"
+        self._remaining = 0
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Add bytes; the bytes after the body once it is complete, else None (ValueError)."""
+        self._buffer += data
+        while True:
+            step = getattr(self, "_step_" + self._state)
+            if not step():
+                return None
+            if self._state == "done":
+                return bytes(self._buffer)
+
+    def _line(self) -> bytes | None:
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            if len(self._buffer) > 4096:
+                raise ValueError("chunk line too long")
+            return None
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 2]
+        return line
+
+    def _step_size(self) -> bool:
+        line = self._line()
+        if line is None:
+            return False
+        size = int(line.split(b";", 1)[0].strip(), 16)
+        if size < 0 or len(self.body) + size > self.limit:
+            raise ValueError("chunk too large")
+        self._state, self._remaining = ("trailers", 0) if size == 0 else ("data", size)
+        return True
+
+    def _step_data(self) -> bool:
+        take = min(self._remaining, len(self._buffer))
+        self.body += self._buffer[:take]
+        del self._buffer[:take]
+        self._remaining -= take
+        if self._remaining:
+            return False
+        self._state = "crlf"
+        return True
+
+    def _step_crlf(self) -> bool:
+        if len(self._buffer) < 2:
+            return False
+        if self._buffer[:2] != b"\r\n":
+            raise ValueError("missing CRLF after chunk")
+        del self._buffer[:2]
+        self._state = "size"
+        return True
+
+    def _step_trailers(self) -> bool:
+        line = self._line()
+        if line is None:
+            return False
+        if not line:
+            self._state = "done"
+        return True
+
+
+class HTTP2Handler:
+    """One HTTP/2 connection (see the module docstring)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.state: ServerState = connection.state
+        self.loop = connection.loop
+        self.protocol = H2Protocol(self, settings_from_config(self.state.config))
+        self.streams: dict[int, H2StreamEnd] = {}
+        self._flush_scheduled = False
+        self._tls_extension: dict[str, Any] | None = self._build_tls_extension()
+        config = self.state.config
+        self._proxy_headers_enabled = bool(config.proxy_headers)
+        self._limit_concurrency: int | None = config.limit_concurrency
+        self._max_body: int = config.max_request_body_size
+        self._idle_timeout: float = config.timeout_keep_alive
+        self._last_activity = self.loop.time()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._upgrade: UpgradeRequest | None = None
+        self._upgrade_body = bytearray()
+        self._upgrade_remaining = 0
+        self._upgrade_chunks: ChunkedBody | None = None
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.protocol.initiate()
+        self._arm_idle_timer(self._idle_timeout)
+
+    def _arm_idle_timer(self, delay: float) -> None:
+        self._idle_timer = self.loop.call_later(delay, self._check_idle)
+
+    def _check_idle(self) -> None:
+        """Close a connection that had no stream and no bytes for the keep-alive timeout."""
+        self._idle_timer = None
+        if self.protocol.terminated or self.connection.closed:
+            return
+        quiet = self.loop.time() - self._last_activity
+        if self.protocol.is_idle() and quiet >= self._idle_timeout:
+            self.protocol.close(0, "idle")
+            self.flush()
+            return
+        self._arm_idle_timer(max(self._idle_timeout - quiet, 0.5))
+
+    def await_upgrade_body(self, upgrade: UpgradeRequest, body_length: int) -> None:
+        """``Upgrade: h2c``: the request body (in HTTP/1.1 framing) precedes the HTTP/2 bytes.
+
+        ``body_length`` is the Content-Length, or -1 for a chunked body.
+        """
+        self._upgrade = upgrade
+        if body_length < 0:
+            self._upgrade_chunks = ChunkedBody(UPGRADE_BODY_LIMIT)
+        self._upgrade_body = bytearray(upgrade.body)
+        self._upgrade_remaining = max(body_length - len(upgrade.body), 0)
+
+    def _receive_upgrade_body(self, data: bytes) -> bytes:
+        """Collect the upgrade request's body; return the bytes that follow it."""
+        chunks = self._upgrade_chunks
+        if chunks is not None:
+            try:
+                rest = chunks.feed(data)
+            except ValueError:
+                self.connection.write(BAD_UPGRADE_RESPONSE)
+                self.connection.close()
+                self._upgrade = None
+                return b""
+            if rest is None:
+                return b""
+            self._upgrade_body, data = chunks.body, rest
+            self._upgrade_chunks = None
+            take = 0
+        else:
+            take = min(self._upgrade_remaining, len(data))
+            self._upgrade_body += data[:take]
+            self._upgrade_remaining -= take
+        if self._upgrade_remaining == 0 and self._upgrade is not None:
+            upgrade, self._upgrade = self._upgrade, None
+            upgrade.body = bytes(self._upgrade_body)
+            self._upgrade_body = bytearray()
+            self.start_upgrade(upgrade)
+        return data[take:]
+
+    def start_upgrade(self, upgrade: UpgradeRequest) -> None:
+        """Answer ``Upgrade: h2c`` with 101 and serve the request as stream 1."""
+        settings = _header(upgrade.headers, b"http2-settings") or b""
+        self.connection.write(UPGRADE_RESPONSE)
+        self._arm_idle_timer(self._idle_timeout)
+        try:
+            self.protocol.initiate_upgrade(settings, _upgrade_headers(upgrade), upgrade.body)
+        except (ValueError, binascii.Error):
+            self.protocol.close(int(ErrorCode.PROTOCOL_ERROR), "invalid HTTP2-Settings")
+
+    def _build_tls_extension(self) -> dict[str, Any] | None:
+        if not self.connection.is_tls:
+            return None
+        return connection_tls_extension(self.connection.transport)
+
+    # -- ConnectionHandler ---------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = self.loop.time()
+        if self._upgrade is not None:
+            data = self._receive_upgrade_body(data)
+        if data:
+            try:
+                self.protocol.receive_data(data)
+            except Exception:  # a bug, never the peer's doing: log it, end the connection cleanly
+                logger.exception("error while handling HTTP/2 frames")
+                self.protocol.close(int(ErrorCode.INTERNAL_ERROR), "internal error")
+        self.flush()
+
+    def eof_received(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.feed_disconnect()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for stream in streams:
+            stream.feed_disconnect()
+            stream.sink_closed()
+
+    def writing_resumed(self) -> None:
+        self.connection.resume_reading()
+        for stream in list(self.streams.values()):
+            stream.wake_writer()
+
+    def shutdown(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.shutdown()
+        self.protocol.begin_graceful_shutdown()
+        self.flush()
+        self._close_if_drained()
+
+    def is_idle(self) -> bool:
+        return self.protocol.is_idle()
+
+    # -- output --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything the protocol has queued; close once the connection is over."""
+        self._flush_scheduled = False
+        data = self.protocol.data_to_send()
+        connection = self.connection
+        if data:
+            connection.write(data)
+            if connection.write_paused:
+                connection.pause_reading()
+        if self.protocol.terminated and not connection.closed:
+            connection.close()
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def _close_if_drained(self) -> None:
+        if self.protocol.draining_after is not None and self.protocol.is_idle():
+            self.protocol.close()
+            self.flush()
+
+    # -- H2Listener ----------------------------------------------------------------------
+
+    def on_request(
+        self, stream_id: int, pseudo: dict[bytes, bytes], regular: Headers, end_stream: bool
+    ) -> None:
+        if pseudo.get(b":method") == b"CONNECT":
+            self._start_connect(stream_id, pseudo, regular, end_stream)
+            return
+        scope = self._http_scope(pseudo, regular)
+        sink = H2ResponseSink(self, stream_id, head_only=scope["method"] == "HEAD")
+        stream = H2RequestStream(self.state, scope, sink, has_body=not end_stream)
+        limit = self._limit_concurrency
+        if limit is not None and self.state.active_requests >= limit:
+            stream.send_error(503, b"Service Unavailable\n")
+            self.protocol.stream_finished(stream_id)
+            return
+        self.streams[stream_id] = stream
+        stream.start(self.loop)
+
+    def _start_connect(
+        self, stream_id: int, pseudo: dict[bytes, bytes], regular: Headers, end_stream: bool
+    ) -> None:
+        protocol = pseudo.get(b":protocol")
+        if protocol is None or protocol.lower() != b"websocket" or end_stream:
+            # Plain CONNECT (no tunnels here), another protocol, or a WebSocket with no stream.
+            self._reject(stream_id, 405 if protocol is None else 400 if end_stream else 501)
+            return
+        scope = self._websocket_scope(pseudo, regular)
+        channel = start_websocket_stream(self, stream_id, scope)
+        if not channel.done:  # a refused handshake is over already: nothing to track
+            self.streams[stream_id] = channel
+
+    def _reject(self, stream_id: int, status: int) -> None:
+        self.protocol.send_headers(stream_id, status, [(b"content-length", b"0")], True)
+        self.protocol.stream_finished(stream_id)
+
+    def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            self.protocol.data_consumed(stream_id, len(data))
+            return
+        if data:
+            stream.feed_body(data)
+            limit = self._max_body
+            if limit and isinstance(stream, H2RequestStream) and stream.body_over(len(data), limit):
+                return
+        if end_stream:
+            stream.feed_end()
+
+    def on_reset(self, stream_id: int, error_code: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            stream.feed_disconnect()
+            stream.sink_closed()
+
+    def on_writable(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            stream.wake_writer()
+
+    def on_terminated(self, error_code: int, reason: str) -> None:
+        if error_code:
+            logger.info("HTTP/2 connection closed: %s (error code %d)", reason, error_code)
+        self.schedule_flush()
+
+    def stream_done(self, stream_id: int) -> None:
+        """A stream's application finished: forget it, release its flow-control window."""
+        self.streams.pop(stream_id, None)
+        self.protocol.stream_finished(stream_id)
+        self.schedule_flush()
+        if self.protocol.draining_after is not None:
+            self._close_if_drained()
+
+    def websocket_done(self, stream_id: int) -> None:
+        """Called by the WebSocket-over-HTTP/2 stream when its application finished."""
+        self.stream_done(stream_id)
+
+    # -- scopes --------------------------------------------------------------------------
+
+    def _base_scope(self, pseudo: dict[bytes, bytes], regular: Headers, scheme: str) -> Scope:
+        raw_target = pseudo.get(b":path", b"/")
+        raw_path, _, query = raw_target.partition(b"?")
+        extensions: dict[str, Any] = {}
+        if self._tls_extension is not None:
+            extensions["tls"] = self._tls_extension
+        client: Any = self.connection.client
+        root_path = self.state.root_path
+        if self._proxy_headers_enabled or _has_proxy_header(regular):
+            client, scheme, root_path = apply_trusted_headers(
+                self.state, regular, client, scheme, root_path
+            )
+        return {
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "2",
+            "scheme": scheme,
+            "path": _decode_path(raw_path),
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": root_path,
+            "headers": regular,
+            "client": client,
+            "server": self.connection.server,
+            "state": self.state.lifespan_state.copy(),
+            "extensions": extensions,
+        }
+
+    def _http_scope(self, pseudo: dict[bytes, bytes], regular: Headers) -> Scope:
+        scope = self._base_scope(pseudo, regular, self.connection.scheme)
+        scope["type"] = "http"
+        scope["method"] = pseudo[b":method"].decode("latin-1")
+        extensions = scope["extensions"]
+        for name in HTTP2_EXTENSIONS:
+            extensions[name] = {}
+        return scope
+
+    def _websocket_scope(self, pseudo: dict[bytes, bytes], regular: Headers) -> Scope:
+        scope = self._base_scope(pseudo, regular, "wss" if self.connection.is_tls else "ws")
+        scope["type"] = "websocket"
+        scope["subprotocols"] = _subprotocols(regular)
+        scope["extensions"]["websocket.http.response"] = {}
+        return scope
+
+
+class H2ResponseSink:
+    """The :class:`~headrace.server.streams.http.ResponseSink` of one h2 request stream."""
+
+    __slots__ = ("_waiter", "closed", "handler", "head_only", "stream_id")
+
+    def __init__(self, handler: HTTP2Handler, stream_id: int, head_only: bool = False) -> None:
+        self.handler = handler
+        self.stream_id = stream_id
+        self.head_only = head_only
+        self.closed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def send_head(
+        self, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes, end: bool
+    ) -> None:
+        if self.closed:
+            return
+        protocol = self.handler.protocol
+        block = _response_headers(headers, self.handler.state.server_header)
+        if self.head_only:
+            body = b""
+        protocol.send_headers(self.stream_id, status, block, end and not body)
+        if body:
+            protocol.send_data(self.stream_id, body, end)
+        self.handler.schedule_flush()
+
+    def send_body(self, body: bytes, end: bool) -> None:
+        if self.closed:
+            return
+        if self.head_only:
+            body = b""
+        if body or end:
+            self.handler.protocol.send_data(self.stream_id, body, end)
+            self.handler.schedule_flush()
+
+    def send_trailers(self, headers: Headers) -> None:
+        if self.closed:
+            return
+        self.handler.protocol.send_trailers(self.stream_id, headers)
+        self.handler.schedule_flush()
+
+    def send_informational(self, status: int, headers: Headers) -> None:
+        if self.closed:
+            return
+        self.handler.protocol.send_informational(self.stream_id, status, headers)
+        self.handler.schedule_flush()
+
+    def abort(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.handler.protocol.reset_stream(self.stream_id, int(ErrorCode.INTERNAL_ERROR))
+        self.handler.schedule_flush()
+        self.wake()
+
+    def send_continue(self) -> None:
+        self.send_informational(100, [])
+
+    def pause_body(self) -> None:
+        """Nothing to do: the receive window only reopens as the app reads."""
+
+    def resume_body(self) -> None:
+        """Nothing to do: see :meth:`pause_body`."""
+
+    def consumed(self, length: int) -> None:
+        self.handler.protocol.data_consumed(self.stream_id, length)
+        self.handler.schedule_flush()
+
+    def writable(self) -> bool:
+        if self.closed:
+            return True
+        queued = self.handler.protocol.queued_bytes(self.stream_id)
+        return queued == 0 and not self.handler.connection.write_paused
+
+    async def drain(self) -> None:
+        while not self.writable():
+            if self.handler.connection.closed:
+                return
+            if self.handler.protocol.queued_bytes(self.stream_id):
+                self._waiter = self.handler.loop.create_future()
+                await self._waiter
+            else:
+                await self.handler.connection.drain()
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class H2RequestStream(HTTPStream):
+    """The shared HTTP stream, plus the ASGI extensions only HTTP/2 offers here."""
+
+    __slots__ = ("_body_received", "_trailers", "_trailers_expected")
+
+    sink: H2ResponseSink
+
+    def __init__(
+        self, state: ServerState, scope: Scope, sink: H2ResponseSink, has_body: bool
+    ) -> None:
+        super().__init__(state, scope, sink, has_body)
+        self._trailers_expected = False
+        self._trailers: Headers = []
+        self._body_received = 0
+
+    def body_over(self, length: int, limit: int) -> bool:
+        """Count a received chunk; past ``limit`` answer 413 (or abort) and drop the request."""
+        self._body_received += length
+        if self._body_received <= limit:
+            return False
+        if self.response_state == START:
+            self.send_error(413, b"Content Too Large\n")
+        elif self.response_state != COMPLETE:
+            self.response_state = COMPLETE
+            self.sink.abort()
+        self.feed_disconnect()
+        return True
+
+    async def run(self) -> None:
+        """Run the app; then release the h2 stream (no done-callback round trip)."""
+        try:
+            await super().run()
+        finally:
+            self.sink.handler.stream_done(self.sink.stream_id)
+
+    def _next_body_message(self) -> Message:
+        message = super()._next_body_message()
+        self.sink.consumed(len(message["body"]))
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self._trailers_expected = bool(message.get("trailers", False))
+        elif kind == "http.response.body" and self._trailers_expected:
+            if not message.get("more_body", False):
+                message = {**message, "more_body": True}
+        elif kind == "http.response.trailers":
+            self._send_trailers(message)
+            return
+        elif kind == "http.response.early_hint":
+            self._send_early_hint(message)
+            return
+        await super().send(message)
+
+    def _send_trailers(self, message: Message) -> None:
+        if not self._trailers_expected or self.response_state not in (PENDING, STREAMING):
+            raise RuntimeError("'http.response.trailers' needs 'trailers': True and a response")
+        if self.disconnected:
+            return
+        fields = _trailer_fields(message.get("headers", ()))
+        if self.response_state == PENDING:  # the head is still held back: send it alone
+            self.sink.send_head(self._status, self._headers, b"", False)
+            self.response_state = STREAMING
+        self._trailers.extend(fields)
+        if not message.get("more_trailers", False):
+            trailers, self._trailers = self._trailers, []
+            self.sink.send_trailers(trailers)
+            self._trailers_expected = False
+            self._complete()
+
+    def _send_early_hint(self, message: Message) -> None:
+        if self.response_state != START or self.disconnected:
+            return
+        links = [_link_field(link) for link in message.get("links", ())]
+        if links:
+            self.sink.send_informational(103, links)
+
+    def wake_writer(self) -> None:
+        self.sink.wake()
+
+    def shutdown(self) -> None:
+        """In-flight requests finish on graceful shutdown: nothing to do."""
+
+    def sink_closed(self) -> None:
+        self.sink.closed = True
+        self.sink.wake()
+
+
+_VALID_FIELDS: dict[tuple[bytes, bytes], tuple[bytes, bytes] | None] = {}
+"""Response fields already checked: (name, value) as sent by the app → what goes out."""
+
+
+def _check_response_field(name: bytes, value: bytes) -> tuple[bytes, bytes] | None:
+    """The field lower-cased and validated; None for a hop-by-hop field (ValueError if bad)."""
+    cacheable = type(name) is bytes and type(value) is bytes
+    if cacheable and (name, value) in _VALID_FIELDS:
+        return _VALID_FIELDS[(name, value)]
+    lowered = bytes(name).lower()
+    checked_value = bytes(value).strip(b" \t")  # RFC 9113 §8.2.1: no surrounding whitespace
+    field: tuple[bytes, bytes] | None = None
+    if lowered not in HOP_BY_HOP:
+        if not lowered or lowered.translate(None, TOKEN_BYTES) or BAD_VALUE.search(checked_value):
+            raise ValueError(f"invalid response header {lowered!r}")
+        field = (lowered, checked_value)
+    if cacheable and len(_VALID_FIELDS) < 4096 and len(name) + len(value) <= 256:
+        _VALID_FIELDS[(name, value)] = field
+    return field
+
+
+def _response_headers(
+    headers: Iterable[tuple[bytes, bytes]], server_header: bytes | None
+) -> Headers:
+    """The app's response fields for HTTP/2: lower-case, validated, no hop-by-hop fields.
+
+    Raises ValueError for a field that cannot be sent (the stream layer answers 500).
+    """
+    block: Headers = []
+    has_server = has_date = False
+    for name, value in headers:
+        field = _check_response_field(name, value)
+        if field is None:
+            continue
+        if field[0] == b"server":
+            has_server = True
+        elif field[0] == b"date":
+            has_date = True
+        block.append(field)
+    if server_header and not has_server:
+        block.append((b"server", server_header))
+    if not has_date:
+        block.append((b"date", date_header_value()))
+    return block
+
+
+def _trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """The app's trailer fields, checked like response fields (ValueError if one is bad)."""
+    fields: Headers = []
+    for name, value in headers:
+        field = _check_response_field(name, value)
+        if field is not None:
+            fields.append(field)
+    return fields
+
+
+def _link_field(link: bytes) -> tuple[bytes, bytes]:
+    """One ``link`` field of a 103 Early Hints response (ValueError if it cannot be sent)."""
+    field = _check_response_field(b"link", link)
+    assert field is not None
+    return field
+
+
+def _has_proxy_header(headers: Headers) -> bool:
+    return any(name in PROXY_HEADERS for name, _ in headers)
+
+
+def _decode_path(raw_path: bytes) -> str:
+    text = raw_path.decode("latin-1")
+    return unquote(text, encoding="utf-8", errors="replace") if "%" in text else text
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], wanted: bytes) -> bytes | None:
+    for name, value in headers:
+        if name.lower() == wanted:
+            return value
+    return None
+
+
+def _upgrade_body_length(upgrade: UpgradeRequest) -> int | None:
+    """Content-Length of an ``Upgrade: h2c`` request (0 without one, -1 if chunked)."""
+    encoding = _header(upgrade.headers, b"transfer-encoding")
+    if encoding is not None:
+        return -1 if encoding.strip().lower() == b"chunked" else None
+    value = _header(upgrade.headers, b"content-length")
+    if value is None:
+        return 0
+    try:
+        length = int(value)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _upgrade_headers(upgrade: UpgradeRequest) -> Headers:
+    authority = _header(upgrade.headers, b"host") or b""
+    headers: Headers = [
+        (b":method", upgrade.method.encode("ascii")),
+        (b":scheme", b"http"),
+        (b":authority", authority),
+        (b":path", upgrade.target),
+    ]
+    for name, value in upgrade.headers:
+        lowered = name.lower()
+        if lowered not in UPGRADE_ONLY:
+            headers.append((lowered, value))
+    return headers
+
+
+def _subprotocols(headers: Headers) -> list[str]:
+    protocols: list[str] = []
+    for name, value in headers:
+        if name == b"sec-websocket-protocol":
+            text = value.decode("latin-1")
+            protocols.extend(part.strip() for part in text.split(",") if part.strip())
+    return protocols

@@ -1,0 +1,167 @@
+"""HTTP/1.1 wire helpers: pre-encoded status lines, the cached Date header, response-head
+encoding, request-target splitting and canned error responses.
+
+I/O-free (no asyncio, no ASGI dicts): the connection handler in ``headrace.server.http11``
+feeds bytes to httptools and uses these functions to build what goes on the wire. The HTTP/2
+handler reuses :func:`date_header_value` and :func:`validate_response_header`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from urllib.parse import unquote
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+NO_BODY_STATUSES = frozenset({204, 304})
+
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
+def reason_phrase(status: int) -> str:
+    return _PHRASES.get(status, "Unknown")
+
+
+def _status_line(version: bytes, status: int) -> bytes:
+    return b"HTTP/%s %d %s\r\n" % (version, status, reason_phrase(status).encode("latin-1"))
+
+
+STATUS_LINES_11 = {status: _status_line(b"1.1", status) for status in _PHRASES}
+STATUS_LINES_10 = {status: _status_line(b"1.0", status) for status in _PHRASES}
+
+
+def status_line(status: int, http10: bool) -> bytes:
+    table = STATUS_LINES_10 if http10 else STATUS_LINES_11
+    line = table.get(status)
+    if line is None:
+        if not 100 <= status <= 999:
+            raise ValueError(f"invalid HTTP status {status!r}")
+        line = _status_line(b"1.0" if http10 else b"1.1", status)
+    return line
+
+
+_date_second = 0
+_date_value = b""
+_date_line = b""
+
+
+def _refresh_date(now: int) -> None:
+    global _date_second, _date_value, _date_line
+    _date_second = now
+    _date_value = formatdate(now, usegmt=True).encode("ascii")
+    _date_line = b"date: " + _date_value + b"\r\n"
+
+
+def date_header_value() -> bytes:
+    """The IMF-fixdate for now, recomputed at most once per second."""
+    now = int(time.time())
+    if now != _date_second:
+        _refresh_date(now)
+    return _date_value
+
+
+def date_header_line() -> bytes:
+    """``b"date: <IMF-fixdate>\\r\\n"``, recomputed at most once per second."""
+    now = int(time.time())
+    if now != _date_second:
+        _refresh_date(now)
+    return _date_line
+
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def validate_response_header(name: bytes, value: bytes) -> None:
+    """Reject header names that are not tokens and values with CR, LF or other controls."""
+    if not isinstance(name, bytes) or not isinstance(value, bytes):
+        raise TypeError("response header names and values must be bytes")
+    if _TOKEN.fullmatch(name) is None:
+        raise ValueError(f"invalid response header name {name!r}")
+    if _BAD_VALUE.search(value) is not None:
+        raise ValueError(f"invalid response header value for {name!r}")
+
+
+PLAIN, CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING, SERVER, DATE = range(6)
+_KINDS = {
+    b"content-length": CONTENT_LENGTH,
+    b"connection": CONNECTION,
+    b"transfer-encoding": TRANSFER_ENCODING,
+    b"server": SERVER,
+    b"date": DATE,
+}
+_LINE_CACHE_SIZE = 1024
+_line_cache: dict[tuple[bytes, bytes], tuple[bytes, int]] = {}
+
+
+def header_line(header: tuple[bytes, bytes] | list[bytes]) -> tuple[bytes, int]:
+    """``(b"name: value\\r\\n", kind)`` for one app response header, validated once.
+
+    Apps tend to send the same header pairs again and again; validated, encoded lines are kept
+    in a small cache (cleared when full) so the hot path is one dict lookup per header.
+    """
+    if type(header) is tuple:
+        entry = _line_cache.get(header)
+        if entry is not None:
+            return entry
+    name, value = header
+    validate_response_header(name, value)
+    entry = (name + b": " + value + b"\r\n", _KINDS.get(name.lower(), PLAIN))
+    if len(_line_cache) >= _LINE_CACHE_SIZE:
+        _line_cache.clear()
+    _line_cache[(name, value)] = entry
+    return entry
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Split an origin-form (or absolute-form) request target into (raw_path, query_string)."""
+    if target[:1] != b"/" and target != b"*":
+        scheme_end = target.find(b"://")
+        if scheme_end != -1:
+            path_start = target.find(b"/", scheme_end + 3)
+            target = target[path_start:] if path_start != -1 else b"/"
+    raw_path, _, query = target.partition(b"?")
+    hash_at = raw_path.find(b"#")
+    if hash_at != -1:
+        raw_path = raw_path[:hash_at]
+    return raw_path, query
+
+
+def decode_path(raw_path: bytes) -> str:
+    """Percent-decode a raw path into the ASGI ``path`` (UTF-8, invalid bytes replaced)."""
+    text = raw_path.decode("ascii")
+    return unquote(text) if "%" in text else text
+
+
+def simple_response(
+    status: int,
+    body: bytes,
+    server_name: bytes | None,
+    close: bool = True,
+    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+    head: bool = False,
+) -> bytes:
+    """A complete plain-text HTTP/1.1 response (used for errors produced by the server).
+
+    ``head``: the answer to a HEAD request, which announces the body's length but omits it.
+    """
+    parts = [
+        status_line(status, http10=False),
+        b"content-type: text/plain; charset=utf-8\r\n",
+        b"content-length: %d\r\n" % len(body),
+    ]
+    parts.extend(name + b": " + value + b"\r\n" for name, value in extra_headers)
+    if close:
+        parts.append(b"connection: close\r\n")
+    if server_name:
+        parts.append(b"server: " + server_name + b"\r\n")
+    parts.append(b"date: " + date_header_value() + b"\r\n\r\n")
+    if not head:
+        parts.append(body)
+    return b"".join(parts)
+
+
+LAST_CHUNK = b"0\r\n\r\n"

@@ -1,0 +1,32 @@
+"""Test helpers: communicators for driving applications, and (lazily) the live-server case.
+
+``ChannelsLiveServerTestCase`` lives in ``headrace.testing.live`` and needs Django's live-server
+machinery; it is imported only when first accessed, so ``import headrace.testing`` stays light.
+The layer conformance suite is ``headrace.testing.layers`` (it imports pytest).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from headrace.testing.communicators import (
+    ApplicationCommunicator,
+    HttpCommunicator,
+    WebsocketCommunicator,
+)
+
+__all__ = [
+    "ApplicationCommunicator",
+    "ChannelsLiveServerTestCase",
+    "HttpCommunicator",
+    "WebsocketCommunicator",
+]
+
+_LAZY = {"ChannelsLiveServerTestCase": "headrace.testing.live"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'headrace.testing' has no attribute {name!r}")

@@ -1,0 +1,417 @@
+"""The channel layer conformance suite: the executable form of the layer contract.
+
+Every backend in headrace runs it, and third-party backends can too. Subclass
+:class:`ChannelLayerConformance` in a test module under a name pytest collects (``Test...``) and
+supply the factory::
+
+    from headrace.testing.layers import ChannelLayerConformance
+
+    class TestMyLayer(ChannelLayerConformance):
+        async def make_layer(self, **config: Any) -> BaseChannelLayer:
+            return MyLayer(prefix=unique_prefix(), **config)
+
+``make_layer(**config)`` must return a fresh layer isolated from other tests' data. ``config``
+holds only the contract's keywords: ``expiry``, ``group_expiry``, ``capacity``,
+``channel_capacity``. The suite closes every layer it made (after ``flush()`` when supported).
+
+Hooks a backend may override:
+
+* ``supports_flush`` / ``supports_groups`` — set False to skip those parts of the contract
+  (tests for an absent extension pass vacuously; say so in the backend's docs);
+* ``shares_state_between_instances`` — True when two instances from ``make_layer`` (same
+  config) talk to the same store, as Redis, IPC or RabbitMQ layers do; then cross-instance
+  delivery is checked too. The in-memory layer keeps it False;
+* ``expiry_seconds`` — the short ``expiry``/``group_expiry`` used by expiry tests (default 1);
+  ``expiry_grace`` — how long past it to wait before checking (default 0.5);
+* ``receive_timeout`` — bound on every awaited receive, so a broken backend fails, not hangs.
+
+The contract checked here:
+
+1. **Ordering** — messages on one channel are received in send order.
+2. **At most once** — each message reaches exactly one receiver, also with several receivers
+   waiting on one channel concurrently; received messages equal the sent ones and do not share
+   mutable state with the sender's dict.
+3. **Capacity** — a channel holding ``capacity`` messages raises
+   :class:`~headrace.exceptions.ChannelFull` on the next send; ``channel_capacity`` glob and
+   regex keys override it per channel (first match wins).
+4. **Groups** — every member gets its own copy, group_add is idempotent, group_discard stops
+   delivery and tolerates non-members, group_send to an empty group is a no-op and never
+   raises for full members (the others still receive).
+5. **Expiry** — a message older than ``expiry`` is never delivered; a membership older than
+   ``group_expiry`` no longer receives group messages.
+6. **Process-local channels** — ``new_channel()`` names are valid, unique, contain ``!`` and
+   start with the given prefix; messages sent to them are received by the creating instance.
+7. **Flush** — drops pending messages and group memberships.
+8. **Names and limits** — invalid channel/group names and names of ``MAX_NAME_LENGTH`` or more
+   characters raise ``TypeError`` (:class:`~headrace.exceptions.InvalidChannelName`); names of
+   ``MAX_NAME_LENGTH - 1`` work; str, bytes, int, float, bool, None, list and dict values and
+   1 MB messages round-trip unchanged.
+9. **Close** — ``close()`` succeeds and may be called twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+
+from headrace.exceptions import ChannelFull
+from headrace.layers.base import BaseChannelLayer, LayerMessage
+
+__all__ = ["ChannelLayerConformance"]
+
+T = TypeVar("T")
+
+
+class ChannelLayerConformance:
+    """Base class of the conformance suite; subclasses implement :meth:`make_layer`."""
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+
+    supports_flush: ClassVar[bool] = True
+    supports_groups: ClassVar[bool] = True
+    shares_state_between_instances: ClassVar[bool] = False
+    expiry_seconds: ClassVar[float] = 1.0
+    expiry_grace: ClassVar[float] = 0.5
+    receive_timeout: ClassVar[float] = 5.0
+
+    # ------------------------------------------------------------------ hooks
+
+    async def make_layer(self, **config: Any) -> BaseChannelLayer:
+        """Return a new, isolated layer built with the contract keywords in ``config``."""
+        raise NotImplementedError("conformance subclasses must implement make_layer()")
+
+    async def wait_for_expiry(self) -> None:
+        """Let ``expiry_seconds`` (plus grace) pass; backends with coarser clocks override."""
+        await asyncio.sleep(self.expiry_seconds + self.expiry_grace)
+
+    # ------------------------------------------------------------------ helpers
+
+    @asynccontextmanager
+    async def layer(self, **config: Any) -> AsyncIterator[BaseChannelLayer]:
+        layer = await self.make_layer(**config)
+        try:
+            yield layer
+        finally:
+            if self.supports_flush:
+                await layer.flush()
+            await layer.close()
+
+    async def within(self, awaitable: Awaitable[T]) -> T:
+        return await asyncio.wait_for(awaitable, self.receive_timeout)
+
+    async def receive(self, layer: BaseChannelLayer, channel: str) -> LayerMessage:
+        return await self.within(layer.receive(channel))
+
+    async def next_is(self, layer: BaseChannelLayer, channel: str, expected: LayerMessage) -> None:
+        """Send a marker after whatever is (not) pending, and check what arrives first."""
+        marker = {"type": "marker.after"}
+        await layer.send(channel, marker)
+        first = await self.receive(layer, channel)
+        if expected == marker:
+            assert first == marker, f"expected nothing before the marker, got {first!r}"
+        else:
+            assert first == expected
+            assert await self.receive(layer, channel) == marker
+
+    # ------------------------------------------------------------------ 1. ordering
+
+    async def test_send_receive_roundtrip(self) -> None:
+        async with self.layer() as layer:
+            await layer.send("test-channel-1", {"type": "test.message", "text": "Ahoy-hoy!"})
+            received = await self.receive(layer, "test-channel-1")
+            assert received == {"type": "test.message", "text": "Ahoy-hoy!"}
+
+    async def test_ordering_per_channel(self) -> None:
+        async with self.layer(capacity=100) as layer:
+            for index in range(50):
+                await layer.send("ordered", {"type": "seq", "n": index})
+            received = [(await self.receive(layer, "ordered"))["n"] for _ in range(50)]
+            assert received == list(range(50))
+
+    async def test_channels_are_independent(self) -> None:
+        async with self.layer() as layer:
+            await layer.send("left", {"type": "m", "side": "left"})
+            await layer.send("right", {"type": "m", "side": "right"})
+            assert (await self.receive(layer, "right"))["side"] == "right"
+            assert (await self.receive(layer, "left"))["side"] == "left"
+
+    async def test_receive_waits_for_a_later_send(self) -> None:
+        async with self.layer() as layer:
+            waiting = asyncio.ensure_future(self.receive(layer, "later"))
+            await asyncio.sleep(0)
+            await layer.send("later", {"type": "late.arrival"})
+            assert await waiting == {"type": "late.arrival"}
+
+    # ------------------------------------------------------------------ 2. at most once
+
+    async def test_message_delivered_once(self) -> None:
+        async with self.layer() as layer:
+            await layer.send("once", {"type": "only.one"})
+            assert await self.receive(layer, "once") == {"type": "only.one"}
+            await self.next_is(layer, "once", {"type": "marker.after"})
+
+    async def test_concurrent_receivers_each_get_one_message(self) -> None:
+        async with self.layer() as layer:
+            receivers = [asyncio.ensure_future(self.receive(layer, "shared")) for _ in range(5)]
+            await asyncio.sleep(0)
+            for index in range(5):
+                await layer.send("shared", {"type": "work", "n": index})
+            results = await self.within(asyncio.gather(*receivers))
+            assert sorted(message["n"] for message in results) == list(range(5))
+
+    async def test_cancelled_receiver_loses_nothing(self) -> None:
+        async with self.layer() as layer:
+            doomed = asyncio.ensure_future(layer.receive("cancel-me"))
+            await asyncio.sleep(0)
+            doomed.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await doomed
+            await layer.send("cancel-me", {"type": "survivor"})
+            assert await self.receive(layer, "cancel-me") == {"type": "survivor"}
+
+    async def test_received_message_is_a_copy(self) -> None:
+        async with self.layer() as layer:
+            original: dict[str, Any] = {"type": "mutable", "items": [1, 2], "nested": {"k": "v"}}
+            await layer.send("copies", original)
+            original["items"].append(3)
+            original["nested"]["k"] = "changed"
+            received = await self.receive(layer, "copies")
+            assert received == {"type": "mutable", "items": [1, 2], "nested": {"k": "v"}}
+
+    # ------------------------------------------------------------------ 3. capacity
+
+    async def test_capacity_raises_channel_full(self) -> None:
+        async with self.layer(capacity=3) as layer:
+            for index in range(3):
+                await layer.send("bounded", {"type": "fill", "n": index})
+            with pytest.raises(ChannelFull):
+                await layer.send("bounded", {"type": "overflow"})
+            assert (await self.receive(layer, "bounded"))["n"] == 0
+            await layer.send("bounded", {"type": "fits.again"})
+
+    async def test_channel_capacity_glob_and_regex(self) -> None:
+        config = {"small.*": 1, re.compile(r"^tiny-\d+$"): 2}
+        async with self.layer(capacity=5, channel_capacity=config) as layer:
+            await layer.send("small.one", {"type": "fill"})
+            with pytest.raises(ChannelFull):
+                await layer.send("small.one", {"type": "overflow"})
+            for _ in range(2):
+                await layer.send("tiny-7", {"type": "fill"})
+            with pytest.raises(ChannelFull):
+                await layer.send("tiny-7", {"type": "overflow"})
+            for _ in range(5):
+                await layer.send("default-sized", {"type": "fill"})
+            with pytest.raises(ChannelFull):
+                await layer.send("default-sized", {"type": "overflow"})
+
+    # ------------------------------------------------------------------ 4. groups
+
+    async def test_group_send_reaches_every_member(self) -> None:
+        if not self.supports_groups:
+            return
+        async with self.layer() as layer:
+            await layer.group_add("gang", "member-a")
+            await layer.group_add("gang", "member-b")
+            await layer.group_send("gang", {"type": "shout"})
+            assert await self.receive(layer, "member-a") == {"type": "shout"}
+            assert await self.receive(layer, "member-b") == {"type": "shout"}
+
+    async def test_group_members_get_independent_copies(self) -> None:
+        if not self.supports_groups:
+            return
+        async with self.layer() as layer:
+            await layer.group_add("copies", "first")
+            await layer.group_add("copies", "second")
+            await layer.group_send("copies", {"type": "shared", "items": [1]})
+            first = await self.receive(layer, "first")
+            first["items"].append(2)
+            assert await self.receive(layer, "second") == {"type": "shared", "items": [1]}
+
+    async def test_group_add_is_idempotent(self) -> None:
+        if not self.supports_groups:
+            return
+        async with self.layer() as layer:
+            await layer.group_add("twice", "member")
+            await layer.group_add("twice", "member")
+            await layer.group_send("twice", {"type": "once.only"})
+            await self.next_is(layer, "member", {"type": "once.only"})
+
+    async def test_group_discard_stops_delivery(self) -> None:
+        if not self.supports_groups:
+            return
+        async with self.layer() as layer:
+            await layer.group_add("club", "stays")
+            await layer.group_add("club", "leaves")
+            await layer.group_discard("club", "leaves")
+            await layer.group_discard("club", "never-joined")
+            await layer.group_send("club", {"type": "news"})
+            assert await self.receive(layer, "stays") == {"type": "news"}
+            await self.next_is(layer, "leaves", {"type": "marker.after"})
+
+    async def test_group_send_to_empty_group(self) -> None:
+        if not self.supports_groups:
+            return
+        async with self.layer() as layer:
+            await layer.group_send("nobody-here", {"type": "void"})
+            await layer.group_add("emptied", "gone")
+            await layer.group_discard("emptied", "gone")
+            await layer.group_send("emptied", {"type": "void"})
+            await self.next_is(layer, "gone", {"type": "marker.after"})
+
+    async def test_group_send_skips_full_members(self) -> None:
+        if not self.supports_groups:
+            return
+        async with self.layer(capacity=1) as layer:
+            await layer.group_add("mixed", "full-member")
+            await layer.group_add("mixed", "free-member")
+            await layer.send("full-member", {"type": "already.here"})
+            await layer.group_send("mixed", {"type": "broadcast"})
+            assert await self.receive(layer, "free-member") == {"type": "broadcast"}
+            assert await self.receive(layer, "full-member") == {"type": "already.here"}
+
+    # ------------------------------------------------------------------ 5. expiry
+
+    async def test_message_expiry(self) -> None:
+        async with self.layer(expiry=self.expiry_seconds) as layer:
+            await layer.send("perishable", {"type": "stale"})
+            await self.wait_for_expiry()
+            await layer.send("perishable", {"type": "fresh"})
+            assert await self.receive(layer, "perishable") == {"type": "fresh"}
+
+    async def test_group_expiry(self) -> None:
+        if not self.supports_groups:
+            return
+        async with self.layer(group_expiry=self.expiry_seconds) as layer:
+            await layer.group_add("fleeting", "lapsed")
+            await self.wait_for_expiry()
+            await layer.group_add("fleeting", "renewed")
+            await layer.group_send("fleeting", {"type": "after.expiry"})
+            assert await self.receive(layer, "renewed") == {"type": "after.expiry"}
+            await self.next_is(layer, "lapsed", {"type": "marker.after"})
+
+    # ------------------------------------------------------------------ 6. process-local
+
+    async def test_new_channel_names(self) -> None:
+        async with self.layer() as layer:
+            names = {await layer.new_channel() for _ in range(50)}
+            assert len(names) == 50
+            for name in names:
+                assert "!" in name
+                assert layer.require_valid_channel_name(name)
+            custom = await layer.new_channel(prefix="custom")
+            assert custom.startswith("custom")
+
+    async def test_new_channel_send_receive(self) -> None:
+        async with self.layer() as layer:
+            name = await layer.new_channel()
+            await layer.send(name, {"type": "to.specific"})
+            assert await self.receive(layer, name) == {"type": "to.specific"}
+
+    async def test_new_channel_in_groups(self) -> None:
+        if not self.supports_groups:
+            return
+        async with self.layer() as layer:
+            first, second = await layer.new_channel(), await layer.new_channel()
+            await layer.group_add("locals", first)
+            await layer.group_add("locals", second)
+            await layer.group_send("locals", {"type": "hello.locals"})
+            assert await self.receive(layer, first) == {"type": "hello.locals"}
+            assert await self.receive(layer, second) == {"type": "hello.locals"}
+
+    async def test_two_instances(self) -> None:
+        async with self.layer() as one, self.layer() as two:
+            name_one, name_two = await one.new_channel(), await two.new_channel()
+            assert name_one != name_two
+            if not self.shares_state_between_instances:
+                return
+            await two.send(name_one, {"type": "across"})
+            assert await self.receive(one, name_one) == {"type": "across"}
+            if self.supports_groups:
+                await one.group_add("shared-group", name_one)
+                await two.group_add("shared-group", name_two)
+                await two.group_send("shared-group", {"type": "both"})
+                assert await self.receive(one, name_one) == {"type": "both"}
+                assert await self.receive(two, name_two) == {"type": "both"}
+
+    # ------------------------------------------------------------------ 7. flush
+
+    async def test_flush(self) -> None:
+        if not self.supports_flush:
+            return
+        async with self.layer() as layer:
+            await layer.send("flushed", {"type": "dropped"})
+            if self.supports_groups:
+                await layer.group_add("flushed-group", "flushed")
+            await layer.flush()
+            if self.supports_groups:
+                await layer.group_send("flushed-group", {"type": "dropped.too"})
+            await self.next_is(layer, "flushed", {"type": "marker.after"})
+
+    # ------------------------------------------------------------------ 8. names and limits
+
+    async def test_invalid_names_raise_type_error(self) -> None:
+        async with self.layer() as layer:
+            for bad in ["spaced name", "", "ünïcode", "two!bangs!", 42]:
+                with pytest.raises(TypeError):
+                    await layer.send(bad, {"type": "m"})  # type: ignore[arg-type]
+            if self.supports_groups:
+                for bad_group in ["group!", "spaced group", ""]:
+                    with pytest.raises(TypeError):
+                        await layer.group_add(bad_group, "fine")
+                    with pytest.raises(TypeError):
+                        await layer.group_send(bad_group, {"type": "m"})
+                with pytest.raises(TypeError):
+                    await layer.group_add("fine", "bad channel")
+
+    async def test_name_length_limit(self) -> None:
+        async with self.layer() as layer:
+            longest = "a" * (layer.MAX_NAME_LENGTH - 1)
+            await layer.send(longest, {"type": "m"})
+            assert await self.receive(layer, longest) == {"type": "m"}
+            with pytest.raises(TypeError):
+                await layer.send(longest + "a", {"type": "m"})
+            if self.supports_groups:
+                await layer.group_add(longest, "member")
+                with pytest.raises(TypeError):
+                    await layer.group_add(longest + "a", "member")
+
+    async def test_message_value_types_roundtrip(self) -> None:
+        message = {
+            "type": "typed",
+            "text": "üñí €",
+            "bytes": b"\x00\xff",
+            "int": 2**40,
+            "negative": -7,
+            "float": 1.5,
+            "true": True,
+            "none": None,
+            "list": [1, "a", b"b", [2.5]],
+            "dict": {"nested": {"deeper": [None, False]}},
+        }
+        async with self.layer() as layer:
+            await layer.send("typed", message)
+            assert await self.receive(layer, "typed") == message
+
+    async def test_one_megabyte_message(self) -> None:
+        async with self.layer() as layer:
+            payload = bytes(range(256)) * 4096
+            await layer.send("big", {"type": "big", "data": payload, "text": "x" * 1_000_000})
+            received = await self.receive(layer, "big")
+            assert received["data"] == payload
+            assert len(received["text"]) == 1_000_000
+
+    # ------------------------------------------------------------------ 9. close
+
+    async def test_close_twice(self) -> None:
+        layer = await self.make_layer()
+        await layer.send("closing", {"type": "m"})
+        assert await self.receive(layer, "closing") == {"type": "m"}
+        if self.supports_flush:
+            await layer.flush()
+        await layer.close()
+        await layer.close()

@@ -1,0 +1,200 @@
+"""The background worker: feeds messages from named channels into an application.
+
+Theory of operation
+-------------------
+A :class:`Worker` listens on each configured channel of a channel layer with its own task. For
+every message it finds (or starts) one long-lived application instance per channel, called with
+the scope ``{"type": "channel", "channel": <name>}`` — typically a ``ChannelNameRouter`` whose
+consumers dispatch the messages by type — and puts the message on that instance's queue.
+
+Back-pressure: an instance's queue holds at most ``queue_size`` messages. When the instance is
+slower than its channel, the listener waits for room instead of draining the layer into
+memory, so messages stay in the layer (where ``capacity`` and ``expiry`` apply and another
+worker process may take them) rather than piling up unbounded in this process.
+
+A message without a ``type`` is logged and skipped (Channels 4.3 stops the worker). An instance
+that ends, by ``StopConsumer`` or by crashing, is replaced: its exception is logged, messages
+already queued for it go to a fresh instance (unless it crashed before reading any, which would
+loop), and later messages start one as needed; the worker keeps running. Errors of the layer
+itself end the worker: they are not something a retry loop should hide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+from collections.abc import Iterable
+
+from headrace._types import ASGIApp, Message, Scope, Send
+from headrace.layers.base import BaseChannelLayer
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("headrace.worker")
+
+
+class _Instance:
+    """One application instance: its input queue, its task and how many messages it read."""
+
+    __slots__ = ("consumed", "queue", "task")
+
+    def __init__(self, queue: asyncio.Queue[Message]) -> None:
+        self.queue = queue
+        self.consumed = 0
+        self.task: asyncio.Task[None] | None = None
+
+    async def receive(self) -> Message:
+        message = await self.queue.get()
+        self.consumed += 1
+        return message
+
+
+class Worker:
+    """Runs ``application`` for messages arriving on ``channels`` of ``channel_layer``.
+
+    ``max_applications`` is accepted for Channels compatibility; with one instance per channel
+    the number of instances is bounded by the number of channels anyway. ``queue_size`` bounds
+    the messages taken from the layer but not yet read by an instance, per channel."""
+
+    queue_size: int = 16
+
+    def __init__(
+        self,
+        application: ASGIApp,
+        channels: Iterable[str],
+        channel_layer: BaseChannelLayer | None,
+        max_applications: int = 1000,
+    ) -> None:
+        if channel_layer is None:
+            raise ValueError("Channel layer is not valid")
+        self.application = application
+        self.channels = list(channels)
+        if not self.channels:
+            raise ValueError("Worker needs at least one channel name to listen on")
+        for channel in self.channels:
+            channel_layer.require_valid_channel_name(channel)
+        self.channel_layer = channel_layer
+        self.max_applications = max_applications
+        self.application_instances: dict[str, _Instance] = {}
+
+    def run(self) -> None:
+        """Run until SIGINT or SIGTERM (blocking); both stop the worker cleanly."""
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(self._handle_until_signalled())
+
+    async def _handle_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, main.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.handle()
+        logger.info("Worker stopped")
+
+    async def handle(self) -> None:
+        """Listen on every channel until one listener fails; then stop the instances."""
+        listeners = [asyncio.ensure_future(self.listener(channel)) for channel in self.channels]
+        try:
+            done, _ = await asyncio.wait(listeners, return_when=asyncio.FIRST_EXCEPTION)
+            for listener in done:
+                listener.result()
+        finally:
+            for listener in listeners:
+                listener.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
+            await self.stop_instances()
+
+    async def listener(self, channel: str) -> None:
+        """Receive from ``channel`` forever, handing each message to the channel's instance."""
+        while True:
+            message = await self.channel_layer.receive(channel)
+            if not message.get("type"):
+                logger.warning(
+                    "Worker skipped a message without 'type' on %r: %r", channel, message
+                )
+                continue
+            queue = self.get_or_create_application_instance(
+                channel, {"type": "channel", "channel": channel}
+            )
+            await queue.put(message)
+
+    def get_or_create_application_instance(
+        self, channel: str, scope: Scope
+    ) -> asyncio.Queue[Message]:
+        """The input queue of the live instance for ``channel``, starting one if needed."""
+        instance = self.application_instances.get(channel)
+        if instance is None:
+            instance = self._start_instance(channel, scope, asyncio.Queue(self.queue_size))
+        return instance.queue
+
+    def _start_instance(
+        self, channel: str, scope: Scope, queue: asyncio.Queue[Message]
+    ) -> _Instance:
+        instance = _Instance(queue)
+        instance.task = asyncio.ensure_future(
+            self.application(scope, instance.receive, self._no_send(channel))
+        )
+        instance.task.add_done_callback(
+            functools.partial(self._instance_finished, channel, scope, instance)
+        )
+        self.application_instances[channel] = instance
+        return instance
+
+    def _instance_finished(
+        self, channel: str, scope: Scope, instance: _Instance, task: asyncio.Task[None]
+    ) -> None:
+        """Log how the instance ended; hand messages it left unread to a fresh instance."""
+        if self.application_instances.get(channel) is instance:
+            del self.application_instances[channel]
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            logger.error("Application instance for channel %r failed", channel, exc_info=error)
+        if instance.queue.empty():
+            return
+        if error is not None and instance.consumed == 0:
+            dropped = _drain(instance.queue)  # also frees a listener waiting for room
+            logger.error(
+                "Dropping %d message(s) on %r: the application failed before reading any",
+                dropped,
+                channel,
+            )
+            return
+        self._start_instance(channel, scope, instance.queue)
+
+    @staticmethod
+    def _no_send(channel: str) -> Send:
+        async def send(message: Message) -> None:
+            raise RuntimeError(
+                f"A worker application (channel {channel!r}) has no client to send "
+                f"{message.get('type')!r} to; send through the channel layer instead"
+            )
+
+        return send
+
+    async def stop_instances(self) -> None:
+        """Cancel every application instance and wait for them."""
+        tasks = [
+            instance.task
+            for instance in self.application_instances.values()
+            if instance.task is not None
+        ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.application_instances.clear()
+
+
+def _drain(queue: asyncio.Queue[Message]) -> int:
+    """Empty ``queue`` without waiting; return how many messages it held."""
+    count = 0
+    while not queue.empty():
+        queue.get_nowait()
+        count += 1
+    return count
