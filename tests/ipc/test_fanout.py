@@ -15,7 +15,7 @@ import pytest
 
 from headrace.layers.ipc import HubHost, IPCChannelLayer
 from headrace.layers.ipc.hub import HubState
-from headrace.layers.ipc.wire import PROTOCOL_BATCHED, Op, Status, encode_frame
+from headrace.layers.ipc.wire import PROTOCOL_BATCHED, PROTOCOL_VERSION, Op, Status, encode_frame
 
 WAIT = 10.0
 HEADER = struct.Struct("!I")
@@ -61,7 +61,7 @@ async def _raw_receiver(
     for number in range(3):
         writer.write(encode_frame((Op.RECEIVE, 10 + number, f"raw-{number}")))
     await writer.drain()
-    assert await asyncio.wait_for(_read_frame(reader), WAIT) == (1, Status.OK, None)
+    assert await asyncio.wait_for(_read_frame(reader), WAIT) == (1, Status.OK, PROTOCOL_VERSION)
     await asyncio.wait_for(_until(lambda: len(state.waiters) == 3), WAIT)
     return reader, writer
 
@@ -158,7 +158,7 @@ async def test_queued_copies_picked_up_together_share_one_frame(hub_path: str) -
     receives = [encode_frame((Op.RECEIVE, 10 + n, f"raw-{n}")) for n in range(3)]
     writer.write(b"".join([hello, *receives]))  # one write: the hub reads it in one go
     await writer.drain()
-    assert await asyncio.wait_for(_read_frame(reader), WAIT) == (1, Status.OK, None)
+    assert await asyncio.wait_for(_read_frame(reader), WAIT) == (1, Status.OK, PROTOCOL_VERSION)
     request_id, status, (request_ids, payload, _) = await asyncio.wait_for(
         _read_frame(reader), WAIT
     )

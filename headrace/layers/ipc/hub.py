@@ -34,6 +34,20 @@ reply per receive, as before. Capacity rules come from each
 client's HELLO (its ``capacity``/``channel_capacity``), so ``group_send`` applies the sender's
 rules to every member, and a full member is skipped. A client that disconnects loses its parked
 receives; its group memberships stay until they expire, like with Redis.
+
+Watched channels (protocol 3). A process-local (``!``) channel has one receiving process, so
+its client WATCHes it once instead of parking a receive per message: the hub records
+``channel -> (connection, watch id)``, hands over whatever was queued, and from then on PUSHes
+each message to that connection, batched like deliveries (one frame per payload, listing watch
+ids). A group message to a thousand watched members of one process is then one frame with a
+thousand small ints, and the members re-arming cost the hub nothing. Messages from ``send`` are
+pushed *counted*: the connection holds them until the client reports them CONSUMED (or hands
+them back with PUSH_FRONT), and a ``send`` finding ``capacity`` counted messages held plus queued
+gets FULL, as for any channel. Group copies are pushed uncounted; the client bounds them by the
+member's capacity (a full member misses the copy, as here). Watches end with UNWATCH (a
+receiver left), DETACH (the client's loop is closing: it then hands back what it buffered), a
+WATCH of the same channel from another connection (the old one is told DISPLACED) or the
+connection closing; messages of a channel nobody watches queue here as usual.
 """
 
 from __future__ import annotations
@@ -50,7 +64,14 @@ import time
 from collections import deque
 from typing import Any
 
-from headrace.layers.ipc.wire import PROTOCOL_BATCHED, FramedProtocol, Op, Status, encode_frame
+from headrace.layers.ipc.wire import (
+    PROTOCOL_BATCHED,
+    PROTOCOL_VERSION,
+    FramedProtocol,
+    Op,
+    Status,
+    encode_frame,
+)
 
 __all__ = ["HubHost", "HubState", "new_event_loop", "serve_hub"]
 
@@ -85,6 +106,7 @@ class HubState:
         self.queues: dict[str, deque[Entry]] = {}
         self.waiters: dict[str, deque[tuple[HubConnection, int]]] = {}
         self.groups: dict[str, dict[str, float]] = {}
+        self.watchers: dict[str, tuple[HubConnection, int]] = {}
         self._queue_heap: list[tuple[float, str]] = []
         self._group_heap: list[tuple[float, str, str]] = []
 
@@ -92,6 +114,14 @@ class HubState:
 
     def send(self, channel: str, payload: bytes, expires_at: float, capacity: int) -> bool:
         """Deliver or enqueue; False when the channel is full."""
+        watcher = self.watchers.get(channel)
+        if watcher is not None:
+            connection, watch_id = watcher
+            queue = self.queues.get(channel)
+            if connection.held(channel) + (len(queue) if queue else 0) >= capacity:
+                return False
+            if connection.push(channel, watch_id, payload, expires_at, counted=True):
+                return True
         if self._hand_to_waiter(channel, payload, expires_at):
             return True
         return self._enqueue(channel, payload, expires_at, capacity, time.time())
@@ -113,6 +143,12 @@ class HubState:
         return True
 
     def push_front(self, channel: str, payload: bytes, expires_at: float) -> None:
+        """Put a message back at the head of ``channel`` (or hand it to whoever takes it now)."""
+        watcher = self.watchers.get(channel)
+        if watcher is not None and watcher[0].push(
+            channel, watcher[1], payload, expires_at, counted=True
+        ):
+            return
         if self._hand_to_waiter(channel, payload, expires_at):
             return
         queue = self.queues.setdefault(channel, deque())
@@ -148,6 +184,7 @@ class HubState:
         connection.reply(request_id, Status.CANCELLED, None)
 
     def forget_connection(self, connection: HubConnection) -> None:
+        self.detach(connection)
         for channel in list(connection.parked):
             waiting = self.waiters.get(channel)
             if waiting is None:
@@ -178,6 +215,36 @@ class HubState:
             waiting = self.waiters.get(channel)
         return None
 
+    # ---------------------------------------------------------------- watched channels
+
+    def watch(self, channel: str, connection: HubConnection, watch_id: int) -> None:
+        """Push ``channel``'s messages to ``connection`` from now on, starting with its queue."""
+        if not connection.reachable:
+            return
+        previous = self.watchers.get(channel)
+        if previous is not None and previous != (connection, watch_id):
+            previous[0].watching.pop(channel, None)
+            previous[0].reply(0, Status.DISPLACED, previous[1])
+        self.watchers[channel] = (connection, watch_id)
+        connection.watching[channel] = watch_id
+        queue = self.queues.pop(channel, None)
+        if queue:
+            now = time.time()
+            for expires_at, payload in queue:
+                if expires_at > now:
+                    connection.push(channel, watch_id, payload, expires_at, counted=True)
+
+    def unwatch(self, channel: str, connection: HubConnection, watch_id: int) -> None:
+        if self.watchers.get(channel) == (connection, watch_id):
+            del self.watchers[channel]
+        if connection.watching.get(channel) == watch_id:
+            del connection.watching[channel]
+
+    def detach(self, connection: HubConnection) -> None:
+        """End every watch of ``connection``."""
+        for channel, watch_id in list(connection.watching.items()):
+            self.unwatch(channel, connection, watch_id)
+
     @staticmethod
     def _drop_expired(queue: deque[Entry], now: float) -> None:
         while queue and queue[0][0] <= now:
@@ -204,9 +271,15 @@ class HubState:
         if not members:
             return
         now = time.time()
+        watchers = self.watchers
         for channel, member_until in list(members.items()):
             if member_until <= now:
                 continue
+            watcher = watchers.get(channel)
+            if watcher is not None and watcher[0].push(
+                channel, watcher[1], payload, expires_at, counted=False
+            ):
+                continue  # the member's process bounds uncounted copies by its capacity
             waiter = self._take_waiter(channel)
             if waiter is None:
                 self._enqueue(channel, payload, expires_at, rules.capacity(channel), now)
@@ -242,21 +315,31 @@ class HubState:
                 self.group_discard(group, channel)
 
 
+DELIVERY, PUSH, COUNTED_PUSH = 0, 1, 2  # the kinds of batch
+
+
 class DeliveryBatch:
-    """One payload on its way to one or more RECEIVEs of one connection."""
+    """One payload on its way to one connection: for RECEIVE ids (a delivery) or for watch ids
+    (a push, counted or not)."""
 
-    __slots__ = ("expires_at", "payload", "place", "request_ids")
+    __slots__ = ("expires_at", "ids", "kind", "payload", "place")
 
-    def __init__(self, place: int, payload: bytes, expires_at: float, request_id: int) -> None:
+    def __init__(
+        self, place: int, kind: int, payload: bytes, expires_at: float, first_id: int
+    ) -> None:
         self.place = place
+        self.kind = kind
         self.payload = payload
         self.expires_at = expires_at
-        self.request_ids = [request_id]
+        self.ids = [first_id]
 
     def frame(self) -> tuple[Any, ...]:
-        if len(self.request_ids) == 1:
-            return (self.request_ids[0], Status.OK, (self.payload, self.expires_at))
-        return (0, Status.DELIVER_MANY, (self.request_ids, self.payload, self.expires_at))
+        if self.kind != DELIVERY:
+            counted = self.kind == COUNTED_PUSH
+            return (0, Status.PUSH, (self.ids, self.payload, self.expires_at, counted))
+        if len(self.ids) == 1:
+            return (self.ids[0], Status.OK, (self.payload, self.expires_at))
+        return (0, Status.DELIVER_MANY, (self.ids, self.payload, self.expires_at))
 
 
 class HubConnection(FramedProtocol):
@@ -268,7 +351,9 @@ class HubConnection(FramedProtocol):
         self.rules = DEFAULT_RULES
         self.parked: dict[str, int] = {}  # channel -> receives parked on it
         self.batched = False  # the client announced DELIVER_MANY support in HELLO
-        self._deliveries: dict[tuple[int, float], DeliveryBatch] = {}
+        self.watching: dict[str, int] = {}  # channel -> watch id, for channels it watches
+        self.counted: dict[str, int] = {}  # channel -> counted pushes not yet CONSUMED
+        self._deliveries: dict[tuple[int, float, int], DeliveryBatch] = {}
         self.open = True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -308,13 +393,40 @@ class HubConnection(FramedProtocol):
         if not self.batched:
             self.write((request_id, Status.OK, (payload, expires_at)))
             return True
-        key = (id(payload), expires_at)  # the batch holds ``payload``: its id stays unique
+        self._batch(DELIVERY, payload, expires_at, request_id)
+        return True
+
+    def push(
+        self, channel: str, watch_id: int, payload: bytes, expires_at: float, counted: bool
+    ) -> bool:
+        """Send a message for a channel this connection watches; False when it has gone."""
+        if not self.reachable:
+            return False
+        if counted:
+            self.counted[channel] = self.counted.get(channel, 0) + 1
+        self._batch(COUNTED_PUSH if counted else PUSH, payload, expires_at, watch_id)
+        return True
+
+    def held(self, channel: str) -> int:
+        """Counted pushes for ``channel`` the client has not consumed or handed back yet."""
+        return self.counted.get(channel, 0)
+
+    def settle(self, channel: str) -> None:
+        """The client consumed (or handed back) one counted push for ``channel``."""
+        held = self.counted.get(channel, 0) - 1
+        if held > 0:
+            self.counted[channel] = held
+        else:
+            self.counted.pop(channel, None)
+
+    def _batch(self, kind: int, payload: bytes, expires_at: float, first_id: int) -> None:
+        key = (id(payload), expires_at, kind)  # the batch holds ``payload``: its id stays unique
         batch = self._deliveries.get(key)
         if batch is None:
-            self._deliveries[key] = DeliveryBatch(self._reserve(), payload, expires_at, request_id)
+            place = self._reserve()
+            self._deliveries[key] = DeliveryBatch(place, kind, payload, expires_at, first_id)
         else:
-            batch.request_ids.append(request_id)
-        return True
+            batch.ids.append(first_id)
 
     def _compose(self, outgoing: list[bytes]) -> None:
         deliveries, self._deliveries = self._deliveries, {}
@@ -340,7 +452,14 @@ class HubConnection(FramedProtocol):
         elif op == Op.CANCEL:
             state.cancel(item[2], self, item[3])
         elif op == Op.PUSH_FRONT:
+            if len(item) > 5 and item[5]:
+                self.settle(item[2])  # a counted push handed back: no longer held here
             state.push_front(item[2], item[3], item[4])
+        elif op == Op.CONSUMED:
+            for channel in item[2]:
+                self.settle(channel)
+        elif op == Op.WATCH:
+            state.watch(item[2], self, item[3])
         elif op == Op.GROUP_SEND:
             state.group_send(item[2], item[3], time.time() + item[4], self.rules)
             self.reply(request_id, Status.OK, None)
@@ -353,9 +472,15 @@ class HubConnection(FramedProtocol):
             state.group_add(item[2], item[3], item[4])
         elif op == Op.GROUP_DISCARD:
             state.group_discard(item[2], item[3])
+        elif op == Op.UNWATCH:
+            state.unwatch(item[2], self, item[3])
+        elif op == Op.DETACH:
+            state.detach(self)
         elif op == Op.HELLO:
             self.rules = CapacityRules(item[2], list(item[3]))
             self.batched = len(item) > 4 and item[4] >= PROTOCOL_BATCHED
+            self.reply(request_id, Status.OK, PROTOCOL_VERSION)
+            return
         elif op == Op.FLUSH:
             state.flush()
         else:

@@ -21,11 +21,27 @@ reaches with a single ``DELIVER_MANY`` frame (payload once, request ids listed);
 each receive's future from it, and a receive cancelled meanwhile has its copy pushed back like any
 other in-flight message.
 
+Process-local channels (``!``) are *watched* (hub protocol 3): the first ``receive`` sends WATCH
+once, and the hub pushes that channel's messages to this link, which buffers them in a
+:class:`Watch` until a receiver takes them. A consumer re-arming its receive costs no I/O at all,
+and a group message to a thousand members of this process is one frame. Pushes from ``send`` are
+counted: taking one is reported back in one CONSUMED frame per loop iteration, so the hub keeps
+enforcing capacity; group copies beyond a member's capacity are dropped here (like a full member
+at the hub). Nothing buffered here is lost when receivers go: the last receiver of a channel
+leaving (cancelled) unwatches it and hands its buffer back with PUSH_FRONT; a pushed message for a
+channel no longer watched goes back the same way. When the loop shuts down (``asyncio.run``,
+``async_to_sync`` and the test runners cancel every task first) a *guardian* task DETACHes
+(waiting for the hub's answer, so no push is left in the socket) and hands everything back; the
+same happens on ``close()`` and when a plain asyncio loop is closed. If another connection
+watches the same channel (another event loop receiving it), this one is told DISPLACED, hands its
+buffer back and fails its waiting receivers: one event loop receives a process-local channel.
+
 Failure. When the hub's process dies the link sees its connection close, reconnects (electing a
 new hub if needed, see the hub module), replays this instance's unexpired group memberships and
-re-issues the requests that were in flight. Parked receives are re-parked, so consumers do not
-notice. Messages that were queued in the dead hub are lost, which at-most-once delivery allows; a
-send in flight at the moment of the crash is re-sent and may, rarely, arrive twice.
+watches and re-issues the requests that were in flight. Parked receives are re-parked, so
+consumers do not notice. Messages that were queued in the dead hub are lost, which at-most-once
+delivery allows (and so are pushes on their way to a watcher); a send in flight at the moment of
+the crash is re-sent and may, rarely, arrive twice.
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ import contextlib
 import os
 import tempfile
 import time
+from collections import deque
 from itertools import count
 from typing import Any
 
@@ -48,7 +65,8 @@ from headrace.layers.base import BaseChannelLayer, LayerMessage
 from headrace.layers.ipc.hub import HubHost
 from headrace.layers.ipc.wire import (
     MAX_FRAME,
-    PROTOCOL_BATCHED,
+    PROTOCOL_VERSION,
+    PROTOCOL_WATCH,
     FramedProtocol,
     Op,
     Status,
@@ -62,6 +80,10 @@ MAX_PAYLOAD = MAX_FRAME - 4096
 UNIX_PATH_MAX = 107
 PRUNE_EVERY = 1024
 VALID_NAMES_KEPT = 65536
+SWEEP_INTERVAL = 1.0  # how often a link drops expired messages it buffers for watched channels
+DETACH_TIMEOUT = 5.0
+
+Item = tuple[bytes, float, bool]  # payload, expires_at, counted (a ``send``, not a group copy)
 
 
 class HubLost(ConnectionError):
@@ -94,6 +116,35 @@ class LinkProtocol(FramedProtocol):
         self.link.on_lost(self)
 
 
+class Watch:
+    """A process-local channel this link watches: messages the hub pushed, waiting receivers."""
+
+    __slots__ = ("capacity", "channel", "items", "waiters", "watch_id")
+
+    def __init__(self, channel: str, watch_id: int, capacity: int) -> None:
+        self.channel = channel
+        self.watch_id = watch_id
+        self.capacity = capacity
+        self.items: deque[Item] = deque()
+        self.waiters: deque[asyncio.Future[Item]] = deque()
+
+    def offer(self, item: Item) -> None:
+        """Hand ``item`` to the oldest waiting receiver, else buffer it; a group copy (not
+        counted) for a member already holding ``capacity`` messages is dropped."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        if item[2] or len(self.items) < self.capacity:
+            self.items.append(item)
+
+    @property
+    def idle(self) -> bool:
+        return not self.items and not self.waiters
+
+
 class HubLink:
     """One event loop's connection to the hub, with reconnection and request bookkeeping."""
 
@@ -107,6 +158,13 @@ class HubLink:
         self._connecting: asyncio.Future[LinkProtocol] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.closed = False
+        self.hub_version = 0
+        self.watches: dict[int, Watch] = {}  # watch id -> watch
+        self.watched: dict[str, Watch] = {}  # channel -> watch
+        self.retired: dict[int, str] = {}  # watch id -> channel, until the hub confirms UNWATCH
+        self.unwatching: dict[int, int] = {}  # UNWATCH request id -> watch id
+        self._consumed: list[str] = []
+        self._guardian: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- connection
 
@@ -152,29 +210,62 @@ class HubLink:
                 await asyncio.sleep(0 if hosting else delay)
                 delay = min(delay * 2, 0.1)
                 continue
-            self._introduce(protocol)
+            try:
+                await self._introduce(protocol, deadline)
+            except HubLost:
+                # The hub died while we introduced ourselves: elect or find the next one.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                continue
+            except BaseException:
+                if protocol.transport is not None:
+                    protocol.transport.close()
+                raise
             self.protocol = protocol
             return protocol
 
-    def _introduce(self, protocol: LinkProtocol) -> None:
-        """HELLO with the capacity rules, then replay this instance's group memberships."""
+    async def _introduce(self, protocol: LinkProtocol, deadline: float) -> None:
+        """HELLO with the capacity rules (the answer tells the hub's protocol version), then
+        replay this instance's group memberships and this link's watches."""
         layer = self.layer
         patterns = [(pattern.pattern, capacity) for pattern, capacity in layer.channel_capacity]
-        protocol.write((Op.HELLO, 0, layer.capacity, patterns, PROTOCOL_BATCHED))
+        hello_id = next(self._ids)
+        answer: asyncio.Future[tuple[int, Any]] = self.loop.create_future()
+        self.pending[hello_id] = answer
+        protocol.write((Op.HELLO, hello_id, layer.capacity, patterns, PROTOCOL_VERSION))
+        try:
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                _, version = await answer
+        except TimeoutError:
+            raise ChannelLayerError(
+                f"IPC channel layer: the hub at {layer.path} did not answer HELLO"
+            ) from None
+        finally:
+            self.pending.pop(hello_id, None)
+        self.hub_version = version if isinstance(version, int) else 2
         now = time.time()
         for (group, channel), expires_at in list(layer.memberships.items()):
             if expires_at > now:
                 protocol.write((Op.GROUP_ADD, 0, group, channel, expires_at))
+        if self.hub_version < PROTOCOL_WATCH:
+            self._unwatch_all_locally()
+        for watch in self.watches.values():
+            protocol.write((Op.WATCH, 0, watch.channel, watch.watch_id))
 
     def on_lost(self, protocol: LinkProtocol) -> None:
-        if self.protocol is protocol:
-            self.protocol = None
+        if self.protocol is not protocol and self.protocol is not None:
+            return  # a connection that failed during HELLO; the current one is fine
+        self.protocol = None
         self.cancelled.clear()
+        self.retired.clear()
+        self.unwatching.clear()
+        self._consumed.clear()  # the next hub starts with nothing counted
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(HubLost("IPC hub connection lost"))
         self.pending.clear()
-        if not self.closed and self.layer.memberships and not self.loop.is_closed():
+        wanted = self.layer.memberships or self.watches
+        if not self.closed and wanted and not self.loop.is_closed():
             self._reconnect_soon()
 
     def _reconnect_soon(self) -> None:
@@ -191,8 +282,18 @@ class HubLink:
 
     def on_reply(self, item: tuple[Any, ...]) -> None:
         request_id, status, value = item
+        if status == Status.PUSH:
+            self._on_push(*value)
+            return
         if status == Status.DELIVER_MANY:
             self._fan_out(*value)
+            return
+        if status == Status.DISPLACED:
+            self._displaced(value)
+            return
+        watch_id = self.unwatching.pop(request_id, None)
+        if watch_id is not None:
+            self.retired.pop(watch_id, None)  # no push for it can follow this answer
             return
         future = self.pending.pop(request_id, None)
         if future is not None:
@@ -220,8 +321,15 @@ class HubLink:
 
     def close(self) -> None:
         self.closed = True
+        if self._guardian is not None:
+            self._guardian.cancel()
         if self.protocol is not None and self.protocol.transport is not None:
             self.protocol.transport.close()
+
+    async def shutdown(self) -> None:
+        """Hand watched channels back to the hub, then close the connection."""
+        await self.detach()
+        self.close()
 
     # ---------------------------------------------------------------- requests
 
@@ -232,6 +340,8 @@ class HubLink:
             request_id = next(self._ids)
             future: asyncio.Future[tuple[int, Any]] = self.loop.create_future()
             self.pending[request_id] = future
+            if self._consumed:
+                self._flush_consumed()  # so a send right after a receive sees the room it made
             protocol.write((op, request_id, *arguments))
             try:
                 return self._checked(await future)
@@ -273,6 +383,195 @@ class HubLink:
             return
         self.cancelled[request_id] = channel
         protocol.write((Op.CANCEL, 0, channel, request_id))
+
+    # ---------------------------------------------------------------- watched channels
+
+    async def receive_local(self, channel: str) -> bytes:
+        """Take the next message of a process-local channel from its :class:`Watch`."""
+        while True:
+            watch = self.watched.get(channel)
+            if watch is None or self.protocol is None:
+                await self.connected()
+                if self.hub_version < PROTOCOL_WATCH:
+                    payload, _ = await self.receive(channel)  # an older hub: one receive each
+                    return payload
+                watch = self._watch(channel)
+            with contextlib.suppress(HubLost):  # a reconnect found an older hub: start over
+                return await self._take(watch)
+
+    async def _take(self, watch: Watch) -> bytes:
+        channel = watch.channel
+        while True:
+            if watch.items:
+                payload, expires_at, counted = watch.items.popleft()
+            else:
+                future: asyncio.Future[Item] = self.loop.create_future()
+                watch.waiters.append(future)
+                try:
+                    payload, expires_at, counted = await future
+                except asyncio.CancelledError:
+                    self._leave(watch, future)
+                    raise
+            if counted:
+                self._consume(channel)
+            if expires_at > time.time():
+                return payload
+
+    def _watch(self, channel: str) -> Watch:
+        watch = self.watched.get(channel)
+        if watch is None:
+            watch_id = next(self._ids)
+            capacity = self.layer.get_capacity(channel)
+            watch = self.watches[watch_id] = self.watched[channel] = Watch(
+                channel, watch_id, capacity
+            )
+            assert self.protocol is not None
+            self.protocol.write((Op.WATCH, 0, channel, watch_id))
+            if self._guardian is None or self._guardian.done():
+                self._guardian = self.loop.create_task(self._guard())
+        return watch
+
+    def _leave(self, watch: Watch, future: asyncio.Future[Item]) -> None:
+        """A receiver was cancelled: keep a message handed to it; unwatch if it was the last."""
+        if future.done() and not future.cancelled():
+            watch.items.appendleft(future.result())
+        else:
+            with contextlib.suppress(ValueError):
+                watch.waiters.remove(future)
+        if not watch.waiters and self.watches.get(watch.watch_id) is watch:
+            self._unwatch(watch)
+
+    def _unwatch(self, watch: Watch) -> None:
+        """Stop watching and hand the buffered messages back (pushes still on their way are
+        sent back as they arrive, until the hub confirms)."""
+        self._forget(watch)
+        protocol = self.protocol
+        if protocol is None:
+            watch.items.clear()  # the hub is gone, and what it had queued with it
+            return
+        request_id = next(self._ids)
+        self.retired[watch.watch_id] = watch.channel
+        self.unwatching[request_id] = watch.watch_id
+        protocol.write((Op.UNWATCH, request_id, watch.channel, watch.watch_id))
+        self._hand_back(protocol, watch)
+
+    def _forget(self, watch: Watch) -> None:
+        self.watches.pop(watch.watch_id, None)
+        if self.watched.get(watch.channel) is watch:
+            del self.watched[watch.channel]
+
+    def _hand_back(self, protocol: LinkProtocol, watch: Watch) -> None:
+        """PUSH_FRONT the buffered messages, newest first, so the hub keeps their order."""
+        now = time.time()
+        for payload, expires_at, counted in reversed(watch.items):
+            if expires_at > now:
+                protocol.write((Op.PUSH_FRONT, 0, watch.channel, payload, expires_at, counted))
+            elif counted:
+                self._consume(watch.channel)
+        watch.items.clear()
+
+    def _unwatch_all_locally(self) -> None:
+        """The hub cannot watch (an older version): receivers fall back to plain receives."""
+        for watch in list(self.watches.values()):
+            self._forget(watch)
+            for waiter in watch.waiters:
+                if not waiter.done():
+                    waiter.set_exception(HubLost("the hub does not watch channels"))
+
+    def _on_push(
+        self, watch_ids: list[int], payload: bytes, expires_at: float, counted: bool
+    ) -> None:
+        item = (payload, expires_at, counted)
+        watches = self.watches
+        for watch_id in watch_ids:
+            watch = watches.get(watch_id)
+            if watch is not None:
+                watch.offer(item)
+                continue
+            channel = self.retired.get(watch_id)
+            if channel is not None and self.protocol is not None:
+                # Pushed before the hub saw our UNWATCH: back to the channel's queue.
+                self.protocol.write((Op.PUSH_FRONT, 0, channel, payload, expires_at, counted))
+
+    def _displaced(self, watch_id: int) -> None:
+        """Another connection watches this channel now: hand our buffer back, fail waiters."""
+        watch = self.watches.get(watch_id)
+        if watch is None:
+            return
+        self._forget(watch)
+        if self.protocol is not None:
+            self._hand_back(self.protocol, watch)
+        for waiter in watch.waiters:
+            if not waiter.done():
+                waiter.set_exception(
+                    ChannelLayerError(
+                        f"{watch.channel} is being received on another event loop; "
+                        "receive a process-local channel from one loop at a time"
+                    )
+                )
+
+    def _consume(self, channel: str) -> None:
+        """Report a counted message taken (one CONSUMED frame per loop iteration)."""
+        consumed = self._consumed
+        consumed.append(channel)
+        if len(consumed) == 1:
+            self.loop.call_soon(self._flush_consumed)
+
+    def _flush_consumed(self) -> None:
+        consumed, self._consumed = self._consumed, []
+        if consumed and self.protocol is not None:
+            self.protocol.write((Op.CONSUMED, 0, consumed))
+
+    def drop_buffered(self) -> None:
+        """Forget every buffered message (``flush``), releasing their counted holds."""
+        for watch in self.watches.values():
+            for _, _, counted in watch.items:
+                if counted:
+                    self._consume(watch.channel)
+            watch.items.clear()
+
+    def _sweep(self) -> None:
+        """Drop expired buffered messages (their counted hold at the hub goes with them)."""
+        now = time.time()
+        for watch in self.watches.values():
+            items = watch.items
+            while items and items[0][1] <= now:
+                if items.popleft()[2]:
+                    self._consume(watch.channel)
+
+    async def _guard(self) -> None:
+        """Sweep now and then; when cancelled (the loop is shutting down), hand every watched
+        channel back so nothing the hub pushed here is stranded."""
+        try:
+            while True:
+                await asyncio.sleep(SWEEP_INTERVAL)
+                self._sweep()
+        except asyncio.CancelledError:
+            self._guardian = None
+            await self.detach()
+            raise
+
+    async def detach(self) -> None:
+        """End every watch: DETACH, wait until the hub confirms (so every push for them has
+        arrived), then hand the buffered messages back."""
+        protocol = self.protocol
+        if not self.watches or protocol is None:
+            return
+        request_id = next(self._ids)
+        answer: asyncio.Future[tuple[int, Any]] = self.loop.create_future()
+        self.pending[request_id] = answer
+        protocol.write((Op.DETACH, request_id))
+        try:
+            async with asyncio.timeout(DETACH_TIMEOUT):
+                await answer
+        except (HubLost, TimeoutError):
+            return  # the hub is gone: there is nobody to hand anything to
+        finally:
+            self.pending.pop(request_id, None)
+        for watch in list(self.watches.values()):
+            self._forget(watch)
+            self._hand_back(protocol, watch)
+        self._flush_consumed()
 
     @staticmethod
     def _checked(reply: tuple[int, Any]) -> tuple[int, Any]:
@@ -337,8 +636,8 @@ class IPCChannelLayer(BaseChannelLayer):
         def close() -> None:
             link = self._links.pop(loop, None)
             if link is not None and not loop.is_running() and not loop.is_closed():
-                link.close()
                 with contextlib.suppress(Exception):
+                    loop.run_until_complete(link.shutdown())
                     loop.run_until_complete(asyncio.sleep(0))  # let the transport close
             original_close()
 
@@ -376,7 +675,10 @@ class IPCChannelLayer(BaseChannelLayer):
 
     async def receive(self, channel: str) -> LayerMessage:
         self._require_valid_channel(channel)
-        payload, _ = await self._link().receive(channel)
+        link = self._link()
+        if "!" in channel:
+            return decode_message(await link.receive_local(channel))
+        payload, _ = await link.receive(channel)
         return decode_message(payload)
 
     async def new_channel(self, prefix: str = "specific") -> str:
@@ -414,11 +716,13 @@ class IPCChannelLayer(BaseChannelLayer):
 
     async def flush(self) -> None:
         self.memberships.clear()
-        await self._link().request(Op.FLUSH)
+        link = self._link()
+        link.drop_buffered()
+        await link.request(Op.FLUSH)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         link = self._links.pop(loop, None)
         if link is not None:
-            link.close()
+            await link.shutdown()
         self._forget_closed_loops()

@@ -10,6 +10,13 @@ Requests (client → hub) are ``(op, request_id, *arguments)``; replies (hub →
 ``(request_id, status, value)``. A ``group_send`` answers every parked receive of one client in
 a single ``DELIVER_MANY`` frame that carries the payload once with the list of request ids.
 Message payloads travel as opaque ``bytes``: the hub never decodes them, it only routes them.
+
+Protocol versions (the client announces its version in HELLO, the hub answers with its own):
+1 one reply per receive; 2 adds ``DELIVER_MANY``; 3 adds *watched* process-local channels: a
+client WATCHes a ``!`` channel once, under a small watch id of its choosing, and the hub then
+PUSHes every message for it without a receive per message (one frame per payload per client,
+listing the watch ids it is for). Pushed messages that came from ``send`` are *counted*: the
+client reports them CONSUMED, so the hub can enforce the channel's capacity exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from typing import Any, cast
 
 __all__ = [
     "PROTOCOL_BATCHED",
+    "PROTOCOL_VERSION",
+    "PROTOCOL_WATCH",
     "FramedProtocol",
     "Op",
     "Status",
@@ -33,21 +42,29 @@ __all__ = [
 HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024
 PROTOCOL_BATCHED = 2  # the protocol version from which clients understand DELIVER_MANY
+PROTOCOL_WATCH = 3  # the protocol version from which hubs and clients speak WATCH/PUSH
+PROTOCOL_VERSION = PROTOCOL_WATCH  # what this code speaks
 
 
 class Op:
     """Request opcodes (small ints keep frames short)."""
 
     HELLO = 1  # (capacity, [(regex source, capacity), ...], protocol) - capacity rules and
-    # the client's protocol version (absent from old clients: no DELIVER_MANY for them)
+    # the client's protocol version (absent from old clients: no DELIVER_MANY for them);
+    # answered OK with the hub's protocol version (``None`` from hubs before version 3)
     SEND = 2  # (channel, payload, expiry seconds)
     RECEIVE = 3  # (channel,) - answered when a message is available
     CANCEL = 4  # (channel, receive request id) - the RECEIVE gets CANCELLED or its message
-    PUSH_FRONT = 5  # (channel, payload, expires_at) - no reply; undo a cancelled delivery
+    PUSH_FRONT = 5  # (channel, payload, expires_at[, counted]) - no reply; undo a delivery
+    # (a cancelled receive's, or a watched channel's buffered messages handed back)
     GROUP_ADD = 6  # (group, channel, expires_at)
     GROUP_DISCARD = 7  # (group, channel)
     GROUP_SEND = 8  # (group, payload, expiry seconds)
     FLUSH = 9  # ()
+    WATCH = 10  # (channel, watch id) - no reply; push this channel's messages from now on
+    UNWATCH = 11  # (channel, watch id) - answered OK once no more pushes for it will follow
+    CONSUMED = 12  # ([channel, ...]) - no reply; counted pushes the receivers have taken
+    DETACH = 13  # () - stop every watch of this connection; answered OK after the last push
 
 
 class Status:
@@ -60,6 +77,10 @@ class Status:
     # Unsolicited (request id 0): one group message for several parked RECEIVEs of one client,
     # value ``(receive request ids, payload, expires_at)``; each id is answered as if by OK.
     DELIVER_MANY = 4
+    # Unsolicited: ``(watch ids, payload, expires_at, counted)``, a message for watched channels.
+    PUSH = 5
+    # Unsolicited: ``watch id``; another connection now watches that channel.
+    DISPLACED = 6
 
 
 def encode_frame(item: tuple[Any, ...]) -> bytes:
