@@ -388,6 +388,16 @@ class HubLink:
 
     async def receive_local(self, channel: str) -> bytes:
         """Take the next message of a process-local channel from its :class:`Watch`."""
+        watch = self.watched.get(channel)
+        if watch is not None and self.protocol is not None:  # the usual case: no set-up
+            try:
+                return await self._take(watch)
+            except HubLost:
+                pass
+        return await self._receive_local_slowly(channel)
+
+    async def _receive_local_slowly(self, channel: str) -> bytes:
+        """Connect and watch first if needed; fall back to plain receives on an older hub."""
         while True:
             watch = self.watched.get(channel)
             if watch is None or self.protocol is None:
