@@ -4,52 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import marshal
-import os
-import shutil
-import struct
-import tempfile
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
-
-from headrace.layers.ipc import HubHost, IPCChannelLayer
+from headrace.layers.ipc import IPCChannelLayer
 from headrace.layers.ipc.hub import HubState
 from headrace.layers.ipc.wire import PROTOCOL_BATCHED, PROTOCOL_VERSION, Op, Status, encode_frame
-
-WAIT = 10.0
-HEADER = struct.Struct("!I")
-
-
-@pytest.fixture
-def hub_path() -> Iterator[str]:
-    folder = tempfile.mkdtemp(prefix="hr-ipcf-")
-    path = os.path.join(folder, "hub.sock")
-    yield path
-    HubHost.for_path(path).stop()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Yield until the hub thread's state satisfies ``condition`` (callers bound the wait)."""
-    while not condition():  # noqa: ASYNC110
-        await asyncio.sleep(0.001)
-
-
-async def _hosted(hub_path: str) -> tuple[IPCChannelLayer, HubState]:
-    """A layer connected to a hub this process hosts (so the test can look at its state)."""
-    layer = IPCChannelLayer(path=hub_path, capacity=2)
-    await layer.send("warmup", {"type": "x"})
-    await layer.receive("warmup")
-    state = HubHost.for_path(hub_path).state
-    assert state is not None
-    return layer, state
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...]:
-    (size,) = HEADER.unpack(await reader.readexactly(4))
-    item: tuple[Any, ...] = marshal.loads(await reader.readexactly(size))
-    return item
+from tests.ipc.support import WAIT, hosted, read_frame, until
 
 
 async def _raw_receiver(
@@ -61,19 +21,19 @@ async def _raw_receiver(
     for number in range(3):
         writer.write(encode_frame((Op.RECEIVE, 10 + number, f"raw-{number}")))
     await writer.drain()
-    assert await asyncio.wait_for(_read_frame(reader), WAIT) == (1, Status.OK, PROTOCOL_VERSION)
-    await asyncio.wait_for(_until(lambda: len(state.waiters) == 3), WAIT)
+    assert await asyncio.wait_for(read_frame(reader), WAIT) == (1, Status.OK, PROTOCOL_VERSION)
+    await asyncio.wait_for(until(lambda: len(state.waiters) == 3), WAIT)
     return reader, writer
 
 
 async def test_parked_members_of_one_connection_get_one_frame(hub_path: str) -> None:
-    layer, state = await _hosted(hub_path)
+    layer, state = await hosted(hub_path)
     for number in range(3):
         await layer.group_add("room", f"raw-{number}")
     hello = (Op.HELLO, 1, 100, [], PROTOCOL_BATCHED)
     reader, writer = await _raw_receiver(hub_path, state, hello)
     await layer.group_send("room", {"type": "m", "text": "once"})
-    request_id, status, value = await asyncio.wait_for(_read_frame(reader), WAIT)
+    request_id, status, value = await asyncio.wait_for(read_frame(reader), WAIT)
     request_ids, payload, _ = value
     assert (request_id, status, sorted(request_ids)) == (0, Status.DELIVER_MANY, [10, 11, 12])
     assert marshal.loads(payload) == {"type": "m", "text": "once"}
@@ -83,12 +43,12 @@ async def test_parked_members_of_one_connection_get_one_frame(hub_path: str) -> 
 
 async def test_client_without_batching_gets_one_reply_per_receive(hub_path: str) -> None:
     """A client from before DELIVER_MANY (no protocol version in HELLO) keeps working."""
-    layer, state = await _hosted(hub_path)
+    layer, state = await hosted(hub_path)
     for number in range(3):
         await layer.group_add("room", f"raw-{number}")
     reader, writer = await _raw_receiver(hub_path, state, (Op.HELLO, 1, 100, []))
     await layer.group_send("room", {"type": "m", "text": "each"})
-    replies = [await asyncio.wait_for(_read_frame(reader), WAIT) for _ in range(3)]
+    replies = [await asyncio.wait_for(read_frame(reader), WAIT) for _ in range(3)]
     assert sorted(reply[0] for reply in replies) == [10, 11, 12]
     for _, status, (payload, _) in replies:
         assert status == Status.OK
@@ -98,7 +58,7 @@ async def test_client_without_batching_gets_one_reply_per_receive(hub_path: str)
 
 
 async def test_fan_out_mixes_parked_queued_and_full_members(hub_path: str) -> None:
-    layer, _ = await _hosted(hub_path)
+    layer, _ = await hosted(hub_path)
     parked = [f"parked-{number}" for number in range(50)]
     for channel in [*parked, "idle", "full"]:
         await layer.group_add("mixed", channel)
@@ -118,12 +78,12 @@ async def test_fan_out_mixes_parked_queued_and_full_members(hub_path: str) -> No
 
 
 async def test_receive_cancelled_while_its_group_message_travels_keeps_it(hub_path: str) -> None:
-    layer, state = await _hosted(hub_path)
+    layer, state = await hosted(hub_path)
     await layer.group_add("race", "stay")
     await layer.group_add("race", "leave")
     staying = asyncio.ensure_future(layer.receive("stay"))
     leaving = asyncio.ensure_future(layer.receive("leave"))
-    await asyncio.wait_for(_until(lambda: len(state.waiters) == 2), WAIT)
+    await asyncio.wait_for(until(lambda: len(state.waiters) == 2), WAIT)
     sending = asyncio.ensure_future(layer.group_send("race", {"type": "m", "n": 1}))
     await asyncio.sleep(0)  # the GROUP_SEND is written: the hub answers both receives at once
     leaving.cancel()
@@ -135,7 +95,7 @@ async def test_receive_cancelled_while_its_group_message_travels_keeps_it(hub_pa
 
 
 async def test_group_message_order_per_channel_is_kept(hub_path: str) -> None:
-    layer, _ = await _hosted(hub_path)
+    layer, _ = await hosted(hub_path)
     sender = IPCChannelLayer(path=hub_path, capacity=100)
     await layer.group_add("ordered", "first")
     await layer.group_add("ordered", "second")
@@ -149,7 +109,7 @@ async def test_group_message_order_per_channel_is_kept(hub_path: str) -> None:
 
 
 async def test_queued_copies_picked_up_together_share_one_frame(hub_path: str) -> None:
-    layer, _ = await _hosted(hub_path)
+    layer, _ = await hosted(hub_path)
     for number in range(3):
         await layer.group_add("later", f"raw-{number}")
     await layer.group_send("later", {"type": "m", "text": "queued"})
@@ -158,10 +118,8 @@ async def test_queued_copies_picked_up_together_share_one_frame(hub_path: str) -
     receives = [encode_frame((Op.RECEIVE, 10 + n, f"raw-{n}")) for n in range(3)]
     writer.write(b"".join([hello, *receives]))  # one write: the hub reads it in one go
     await writer.drain()
-    assert await asyncio.wait_for(_read_frame(reader), WAIT) == (1, Status.OK, PROTOCOL_VERSION)
-    request_id, status, (request_ids, payload, _) = await asyncio.wait_for(
-        _read_frame(reader), WAIT
-    )
+    assert await asyncio.wait_for(read_frame(reader), WAIT) == (1, Status.OK, PROTOCOL_VERSION)
+    request_id, status, (request_ids, payload, _) = await asyncio.wait_for(read_frame(reader), WAIT)
     assert (request_id, status, request_ids) == (0, Status.DELIVER_MANY, [10, 11, 12])
     assert marshal.loads(payload) == {"type": "m", "text": "queued"}
     writer.close()

@@ -6,12 +6,10 @@ import asyncio
 import contextlib
 import os
 import select
-import shutil
 import signal
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +19,9 @@ from headrace.exceptions import InvalidChannelLayerError
 from headrace.layers.base import BaseChannelLayer
 from headrace.layers.ipc import HubHost, IPCChannelLayer
 from headrace.testing.layers import ChannelLayerConformance
+from tests.ipc.support import WAIT, until
 
 ROOT = Path(__file__).resolve().parents[2]
-WAIT = 10.0
-
-
-@pytest.fixture
-def hub_path() -> Iterator[str]:
-    """A private hub socket path (short: Unix socket paths are limited to 107 bytes)."""
-    folder = tempfile.mkdtemp(prefix="hr-ipc-")
-    path = os.path.join(folder, "hub.sock")
-    yield path
-    HubHost.for_path(path).stop()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 class TestIPCConformance(ChannelLayerConformance):
@@ -111,7 +99,7 @@ async def test_killed_receiver_swallows_no_message(hub_path: str) -> None:
     state = HubHost.for_path(hub_path).state
     assert state is not None
     async with member(hub_path, "room", "jobs") as doomed:
-        await asyncio.wait_for(_until(lambda: "jobs" in state.waiters), WAIT)
+        await asyncio.wait_for(until(lambda: "jobs" in state.waiters), WAIT)
         doomed.send_signal(signal.SIGKILL)
         await asyncio.wait_for(doomed.wait(), WAIT)
     # The dead process was parked on "jobs"; the hub must not hand it the next message.
@@ -119,13 +107,6 @@ async def test_killed_receiver_swallows_no_message(hub_path: str) -> None:
     received = await asyncio.wait_for(layer.receive("jobs"), WAIT)
     assert received == {"type": "job", "text": "do it"}
     await layer.close()
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Yield to the loop until ``condition`` holds (the caller bounds the wait); it observes
-    the hub thread's state, which offers no event to await."""
-    while not condition():  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
 
 
 def test_forked_child_does_not_keep_the_hub_lock(hub_path: str) -> None:
@@ -236,7 +217,7 @@ async def test_cancelled_receives_leave_no_state_behind(hub_path: str) -> None:
     state = HubHost.for_path(hub_path).state
     assert state is not None
     receivers = [asyncio.ensure_future(layer.receive(f"gone-{n}")) for n in range(200)]
-    await asyncio.wait_for(_until(lambda: len(state.waiters) == 200), WAIT)
+    await asyncio.wait_for(until(lambda: len(state.waiters) == 200), WAIT)
     for receiver in receivers:
         receiver.cancel()
     await asyncio.gather(*receivers, return_exceptions=True)
@@ -257,7 +238,7 @@ async def test_message_in_flight_to_a_cancelled_receive_is_put_back(hub_path: st
     state = HubHost.for_path(hub_path).state
     assert state is not None
     receiver = asyncio.ensure_future(layer.receive("race"))
-    await asyncio.wait_for(_until(lambda: "race" in state.waiters), WAIT)
+    await asyncio.wait_for(until(lambda: "race" in state.waiters), WAIT)
     sending = asyncio.ensure_future(layer.send("race", {"type": "m", "n": 1}))
     await asyncio.sleep(0)  # the SEND is written: the hub will hand the message to `receiver`
     receiver.cancel()
@@ -331,5 +312,5 @@ async def test_idle_survivor_re_registers_its_groups_at_once(hub_path: str) -> N
             and "idle-member" in state.groups.get("idle-room", {})
         )
 
-    await asyncio.wait_for(_until(replayed), WAIT)
+    await asyncio.wait_for(until(replayed), WAIT)
     await layer.close()

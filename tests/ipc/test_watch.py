@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import marshal
-import os
-import shutil
 import socket
-import struct
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,43 +19,10 @@ import uvloop
 from asgiref.sync import async_to_sync
 
 from headrace.exceptions import ChannelFull, ChannelLayerError
-from headrace.layers.ipc import HubHost, IPCChannelLayer, hub
+from headrace.layers.ipc import IPCChannelLayer, hub
 from headrace.layers.ipc.hub import HubState
 from headrace.layers.ipc.wire import PROTOCOL_VERSION, Op, Status, encode_frame
-
-WAIT = 10.0
-HEADER = struct.Struct("!I")
-
-
-@pytest.fixture
-def hub_path() -> Iterator[str]:
-    folder = tempfile.mkdtemp(prefix="hr-ipcw-")
-    path = os.path.join(folder, "hub.sock")
-    yield path
-    HubHost.for_path(path).stop()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Yield until the hub thread's state satisfies ``condition`` (callers bound the wait)."""
-    while not condition():  # noqa: ASYNC110
-        await asyncio.sleep(0.001)
-
-
-async def _hosted(hub_path: str, **config: Any) -> tuple[IPCChannelLayer, HubState]:
-    """A layer connected to a hub this process hosts (so the test can look at its state)."""
-    layer = IPCChannelLayer(path=hub_path, **config)
-    await layer.send("warmup", {"type": "x"})
-    await layer.receive("warmup")
-    state = HubHost.for_path(hub_path).state
-    assert state is not None
-    return layer, state
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...]:
-    (size,) = HEADER.unpack(await reader.readexactly(4))
-    item: tuple[Any, ...] = marshal.loads(await reader.readexactly(size))
-    return item
+from tests.ipc.support import HEADER, WAIT, hosted, read_frame, until
 
 
 async def _raw_watcher(
@@ -71,19 +34,19 @@ async def _raw_watcher(
     for number, channel in enumerate(channels):
         writer.write(encode_frame((Op.WATCH, 0, channel, 10 + number)))
     await writer.drain()
-    assert await asyncio.wait_for(_read_frame(reader), WAIT) == (1, Status.OK, PROTOCOL_VERSION)
-    await asyncio.wait_for(_until(lambda: all(c in state.watchers for c in channels)), WAIT)
+    assert await asyncio.wait_for(read_frame(reader), WAIT) == (1, Status.OK, PROTOCOL_VERSION)
+    await asyncio.wait_for(until(lambda: all(c in state.watchers for c in channels)), WAIT)
     return reader, writer
 
 
 async def test_group_message_to_watched_members_is_one_push(hub_path: str) -> None:
-    layer, state = await _hosted(hub_path)
+    layer, state = await hosted(hub_path)
     channels = [f"proc!member-{number}" for number in range(3)]
     for channel in channels:
         await layer.group_add("room", channel)
     reader, writer = await _raw_watcher(hub_path, state, channels)
     await layer.group_send("room", {"type": "m", "text": "once"})
-    request_id, status, value = await asyncio.wait_for(_read_frame(reader), WAIT)
+    request_id, status, value = await asyncio.wait_for(read_frame(reader), WAIT)
     watch_ids, payload, _, counted = value
     assert (request_id, status, sorted(watch_ids), counted) == (0, Status.PUSH, [10, 11, 12], False)
     assert marshal.loads(payload) == {"type": "m", "text": "once"}
@@ -92,32 +55,32 @@ async def test_group_message_to_watched_members_is_one_push(hub_path: str) -> No
 
 
 async def test_counted_sends_keep_capacity_until_consumed(hub_path: str) -> None:
-    layer, state = await _hosted(hub_path, capacity=2)
+    layer, state = await hosted(hub_path, capacity=2)
     reader, writer = await _raw_watcher(hub_path, state, ["proc!slow"])
     await layer.send("proc!slow", {"type": "m", "n": 1})
     await layer.send("proc!slow", {"type": "m", "n": 2})
     with pytest.raises(ChannelFull):
         await layer.send("proc!slow", {"type": "m", "n": 3})
-    pushed = [await asyncio.wait_for(_read_frame(reader), WAIT) for _ in range(2)]
+    pushed = [await asyncio.wait_for(read_frame(reader), WAIT) for _ in range(2)]
     assert [marshal.loads(frame[2][1])["n"] for frame in pushed] == [1, 2]
     assert all(frame[2][3] is True for frame in pushed)  # counted
     writer.write(encode_frame((Op.CONSUMED, 0, ["proc!slow"])))
     await writer.drain()
     connection = state.watchers["proc!slow"][0]
-    await asyncio.wait_for(_until(lambda: connection.held("proc!slow") == 1), WAIT)
+    await asyncio.wait_for(until(lambda: connection.held("proc!slow") == 1), WAIT)
     await layer.send("proc!slow", {"type": "m", "n": 4})
     writer.close()
     await layer.close()
 
 
 async def test_idle_members_wake_together_and_rearm_without_requests(hub_path: str) -> None:
-    layer, state = await _hosted(hub_path, capacity=5)
+    layer, state = await hosted(hub_path, capacity=5)
     channels = [await layer.new_channel() for _ in range(200)]
     for channel in channels:
         await layer.group_add("many", channel)
     for number in range(3):
         receivers = [asyncio.ensure_future(layer.receive(channel)) for channel in channels]
-        await asyncio.wait_for(_until(lambda: len(state.watchers) == len(channels)), WAIT)
+        await asyncio.wait_for(until(lambda: len(state.watchers) == len(channels)), WAIT)
         await layer.group_send("many", {"type": "m", "n": number})
         received = await asyncio.wait_for(asyncio.gather(*receivers), WAIT)
         assert received == [{"type": "m", "n": number}] * len(channels)
@@ -126,7 +89,7 @@ async def test_idle_members_wake_together_and_rearm_without_requests(hub_path: s
 
 
 async def test_group_copies_beyond_capacity_are_dropped_by_the_member(hub_path: str) -> None:
-    layer, _ = await _hosted(hub_path, capacity=2)
+    layer, _ = await hosted(hub_path, capacity=2)
     channel = await layer.new_channel()
     await layer.group_add("burst", channel)
     await layer.send(channel, {"type": "m", "n": 0})
@@ -172,10 +135,10 @@ def _frames_length(data: bytes, frames: int) -> int:
 async def test_message_for_a_cancelled_receiver_goes_back_to_the_hub(
     hub_path: str, moment: str
 ) -> None:
-    layer, state = await _hosted(hub_path)
+    layer, state = await hosted(hub_path)
     other = IPCChannelLayer(path=hub_path)
     receiver = asyncio.ensure_future(layer.receive("proc!race"))
-    await asyncio.wait_for(_until(lambda: "proc!race" in state.watchers), WAIT)
+    await asyncio.wait_for(until(lambda: "proc!race" in state.watchers), WAIT)
     _send_from_outside(hub_path, "proc!race", 1)
     time.sleep(0.2)  # noqa: ASYNC251 - the push is in our socket, unread: the loop is blocked
     if moment == "push-buffered":
@@ -196,13 +159,13 @@ async def test_message_for_a_cancelled_receiver_goes_back_to_the_hub(
 
 
 async def test_cancelled_receivers_leave_no_watch_behind(hub_path: str) -> None:
-    layer, state = await _hosted(hub_path)
+    layer, state = await hosted(hub_path)
     receivers = [asyncio.ensure_future(layer.receive(f"proc!gone-{n}")) for n in range(100)]
-    await asyncio.wait_for(_until(lambda: len(state.watchers) == 100), WAIT)
+    await asyncio.wait_for(until(lambda: len(state.watchers) == 100), WAIT)
     for receiver in receivers:
         receiver.cancel()
     await asyncio.gather(*receivers, return_exceptions=True)
-    await asyncio.wait_for(_until(lambda: not state.watchers), WAIT)
+    await asyncio.wait_for(until(lambda: not state.watchers), WAIT)
     link = layer._link()
     await layer.send("after", {"type": "x"})  # answers come in order: every UNWATCH is answered
     await layer.receive("after")
@@ -243,11 +206,11 @@ def test_loop_shutdown_hands_buffered_messages_back(hub_path: str, runner: str) 
 
 
 async def test_receiving_on_a_second_connection_displaces_the_first(hub_path: str) -> None:
-    layer, state = await _hosted(hub_path)
+    layer, state = await hosted(hub_path)
     first = IPCChannelLayer(path=hub_path)
     second = IPCChannelLayer(path=hub_path)
     waiting = asyncio.ensure_future(first.receive("proc!shared"))
-    await asyncio.wait_for(_until(lambda: "proc!shared" in state.watchers), WAIT)
+    await asyncio.wait_for(until(lambda: "proc!shared" in state.watchers), WAIT)
     taking = asyncio.ensure_future(second.receive("proc!shared"))
     with pytest.raises(ChannelLayerError, match="another event loop"):
         await asyncio.wait_for(waiting, WAIT)
@@ -258,7 +221,7 @@ async def test_receiving_on_a_second_connection_displaces_the_first(hub_path: st
 
 
 async def test_expired_buffered_messages_release_capacity(hub_path: str) -> None:
-    layer, state = await _hosted(hub_path, capacity=1, expiry=1)
+    layer, state = await hosted(hub_path, capacity=1, expiry=1)
     channel = await layer.new_channel()
     await layer.send(channel, {"type": "m", "n": 0})
     assert await layer.receive(channel) == {"type": "m", "n": 0}
@@ -266,7 +229,7 @@ async def test_expired_buffered_messages_release_capacity(hub_path: str) -> None
     with pytest.raises(ChannelFull):
         await layer.send(channel, {"type": "m", "n": 2})
     connection = state.watchers[channel][0]
-    await asyncio.wait_for(_until(lambda: connection.held(channel) == 0), WAIT)  # swept
+    await asyncio.wait_for(until(lambda: connection.held(channel) == 0), WAIT)  # swept
     await layer.send(channel, {"type": "m", "n": 3})
     assert await asyncio.wait_for(layer.receive(channel), WAIT) == {"type": "m", "n": 3}
     await layer.close()
@@ -277,10 +240,10 @@ async def test_hub_without_watches_gets_a_receive_per_message(
 ) -> None:
     """A hub from before protocol 3 (its HELLO answer says so): receives park as before."""
     monkeypatch.setattr(hub, "PROTOCOL_VERSION", 2)
-    layer, state = await _hosted(hub_path)
+    layer, state = await hosted(hub_path)
     channel = await layer.new_channel()
     receiving = asyncio.ensure_future(layer.receive(channel))
-    await asyncio.wait_for(_until(lambda: channel in state.waiters), WAIT)
+    await asyncio.wait_for(until(lambda: channel in state.waiters), WAIT)
     assert not state.watchers
     await layer.send(channel, {"type": "m", "n": 1})
     assert await asyncio.wait_for(receiving, WAIT) == {"type": "m", "n": 1}
