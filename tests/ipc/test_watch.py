@@ -20,6 +20,7 @@ from asgiref.sync import async_to_sync
 
 from headrace.exceptions import ChannelFull, ChannelLayerError
 from headrace.layers.ipc import IPCChannelLayer, hub
+from headrace.layers.ipc import layer as ipc_layer
 from headrace.layers.ipc.hub import HubState
 from headrace.layers.ipc.wire import PROTOCOL_VERSION, Op, Status, encode_frame
 from tests.ipc.support import HEADER, WAIT, hosted, read_frame, until
@@ -271,3 +272,25 @@ def test_receives_from_two_threads_on_separate_channels(hub_path: str) -> None:
     for thread in threads:
         thread.join(WAIT)
     assert results == {channel: list(range(20)) for channel in channels}
+
+
+async def test_channel_received_from_once_is_unwatched_when_idle(
+    hub_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply channel (received from once, then never again) must not stay watched."""
+    monkeypatch.setattr(ipc_layer, "SWEEP_INTERVAL", 0.02)
+    layer, state = await hosted(hub_path)
+    busy, once = await layer.new_channel(), await layer.new_channel()
+    await layer.send(once, {"type": "reply"})
+    assert await layer.receive(once) == {"type": "reply"}
+    waiting = asyncio.ensure_future(layer.receive(busy))  # a waiting receiver keeps its watch
+    link = layer._link()
+    await asyncio.wait_for(until(lambda: once not in state.watchers), WAIT)
+    assert once not in link.watched
+    assert busy in state.watchers
+    assert busy in link.watched
+    await layer.send(once, {"type": "late"})  # queued at the hub, taken by a new watch
+    assert await asyncio.wait_for(layer.receive(once), WAIT) == {"type": "late"}
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await layer.close()

@@ -29,7 +29,8 @@ counted: taking one is reported back in one CONSUMED frame per loop iteration, s
 enforcing capacity; group copies beyond a member's capacity are dropped here (like a full member
 at the hub). Nothing buffered here is lost when receivers go: the last receiver of a channel
 leaving (cancelled) unwatches it and hands its buffer back with PUSH_FRONT; a pushed message for a
-channel no longer watched goes back the same way. When the loop shuts down (``asyncio.run``,
+channel no longer watched goes back the same way. A watch nobody waits on and nobody has received
+from for a whole sweep interval (a reply channel received from once) is unwatched by the sweep. When the loop shuts down (``asyncio.run``,
 ``async_to_sync`` and the test runners cancel every task first) a *guardian* task DETACHes
 (waiting for the hub's answer, so no push is left in the socket) and hands everything back; the
 same happens on ``close()`` and when a plain asyncio loop is closed. If another connection
@@ -119,7 +120,7 @@ class LinkProtocol(FramedProtocol):
 class Watch:
     """A process-local channel this link watches: messages the hub pushed, waiting receivers."""
 
-    __slots__ = ("capacity", "channel", "items", "waiters", "watch_id")
+    __slots__ = ("capacity", "channel", "items", "recent", "waiters", "watch_id")
 
     def __init__(self, channel: str, watch_id: int, capacity: int) -> None:
         self.channel = channel
@@ -127,6 +128,7 @@ class Watch:
         self.capacity = capacity
         self.items: deque[Item] = deque()
         self.waiters: deque[asyncio.Future[Item]] = deque()
+        self.recent = True  # taken from since the last sweep (an idle watch is dropped later)
 
     def offer(self, item: Item) -> None:
         """Hand ``item`` to the oldest waiting receiver, else buffer it; a group copy (not
@@ -411,6 +413,7 @@ class HubLink:
 
     async def _take(self, watch: Watch) -> bytes:
         channel = watch.channel
+        watch.recent = True
         while True:
             if watch.items:
                 payload, expires_at, counted = watch.items.popleft()
@@ -541,19 +544,24 @@ class HubLink:
             watch.items.clear()
 
     def _sweep(self) -> None:
-        """Drop expired buffered messages (their counted hold at the hub goes with them)."""
+        """Drop expired buffered messages (their counted hold at the hub goes with them), and
+        unwatch channels nobody has received from since the previous sweep and nobody waits
+        on: a channel received from once (a reply channel) must not stay watched forever."""
         now = time.time()
-        for watch in self.watches.values():
+        for watch in list(self.watches.values()):
             items = watch.items
             while items and items[0][1] <= now:
                 if items.popleft()[2]:
                     self._consume(watch.channel)
+            if watch.idle and not watch.recent:
+                self._unwatch(watch)
+            watch.recent = False
 
     async def _guard(self) -> None:
         """Sweep now and then; when cancelled (the loop is shutting down), hand every watched
         channel back so nothing the hub pushed here is stranded."""
         try:
-            while True:
+            while self.watches:
                 await asyncio.sleep(SWEEP_INTERVAL)
                 self._sweep()
         except asyncio.CancelledError:
