@@ -30,10 +30,11 @@ enforcing capacity; group copies beyond a member's capacity are dropped here (li
 at the hub). Nothing buffered here is lost when receivers go: the last receiver of a channel
 leaving (cancelled) unwatches it and hands its buffer back with PUSH_FRONT; a pushed message for a
 channel no longer watched goes back the same way. A watch nobody waits on and nobody has received
-from for a whole sweep interval (a reply channel received from once) is unwatched by the sweep. When the loop shuts down (``asyncio.run``,
-``async_to_sync`` and the test runners cancel every task first) a *guardian* task DETACHes
-(waiting for the hub's answer, so no push is left in the socket) and hands everything back; the
-same happens on ``close()`` and when a plain asyncio loop is closed. If another connection
+from for a whole sweep interval (a reply channel received from once) is unwatched by the sweep.
+When the loop shuts down (``asyncio.run``, ``async_to_sync`` and the test runners cancel every
+task first) a *guardian* task DETACHes (waiting for the hub's answer, so no push is left in the
+socket) and hands everything back; the same happens on ``close()`` and when a plain asyncio loop
+is closed. If another connection
 watches the same channel (another event loop receiving it), this one is told DISPLACED, hands its
 buffer back and fails its waiting receivers: one event loop receives a process-local channel.
 
