@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,6 +205,26 @@ def main() -> None:
                 f"  p99 {row['p99']:7.2f} ms  {row['cpu_us']:6.1f} CPU-us/req {cpu_ratio:>6s}"
                 f"{flag}"
             )
+        print_round_ratios(raw, names, label)
+
+
+def print_round_ratios(
+    raw: dict[str, dict[str, list[dict[str, float]]]], names: list[str], label: str
+) -> None:
+    """Per-round req/s ratios to uvicorn (each pair ran back to back) and their median: on a
+    noisy machine this drifts less than the ratio of two separate medians."""
+    if "uvicorn" not in names or len(raw["uvicorn"][label]) < 2:
+        return
+    base_rows = raw["uvicorn"][label]
+    for name in names:
+        if name == "uvicorn":
+            continue
+        ratios = [
+            row["rps"] / base["rps"] for row, base in zip(raw[name][label], base_rows, strict=True)
+        ]
+        listed = " ".join(f"{ratio:.2f}" for ratio in ratios)
+        middle = statistics.median(ratios)
+        print(f"{name:10s} per-round ratios {listed}  (median {middle:.2f}x)")
 
 
 if __name__ == "__main__":
