@@ -294,3 +294,31 @@ async def test_channel_received_from_once_is_unwatched_when_idle(
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
     await layer.close()
+
+
+async def test_message_handed_to_a_cancelled_receiver_goes_to_the_next_one(
+    hub_path: str,
+) -> None:
+    layer, state = await hosted(hub_path)
+    first = asyncio.ensure_future(layer.receive("proc!pair"))
+    second = asyncio.ensure_future(layer.receive("proc!pair"))
+    await asyncio.wait_for(until(lambda: "proc!pair" in state.watchers), WAIT)
+    await asyncio.sleep(0)  # both receivers are waiting
+    _send_from_outside(hub_path, "proc!pair", 1)
+    time.sleep(0.2)  # noqa: ASYNC251 - the push is in our socket, unread: the loop is blocked
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the push is handed to `first`, which has not run yet
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    assert await asyncio.wait_for(second, WAIT) == {"type": "m", "n": 1}
+    await layer.close()
+
+
+async def test_close_fails_a_waiting_receive_instead_of_hanging(hub_path: str) -> None:
+    layer, state = await hosted(hub_path)
+    waiting = asyncio.ensure_future(layer.receive("proc!closing"))
+    await asyncio.wait_for(until(lambda: "proc!closing" in state.watchers), WAIT)
+    await layer.close()
+    with pytest.raises(ChannelLayerError, match="closed"):
+        await asyncio.wait_for(waiting, WAIT)
+    assert "proc!closing" not in state.watchers

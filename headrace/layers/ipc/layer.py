@@ -134,14 +134,26 @@ class Watch:
     def offer(self, item: Item) -> None:
         """Hand ``item`` to the oldest waiting receiver, else buffer it; a group copy (not
         counted) for a member already holding ``capacity`` messages is dropped."""
+        if self.hand_over(item):
+            return
+        if item[2] or len(self.items) < self.capacity:
+            self.items.append(item)
+
+    def hand_over(self, item: Item) -> bool:
+        """Give ``item`` to the oldest receiver still waiting; False if there is none."""
         waiters = self.waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(item)
-                return
-        if item[2] or len(self.items) < self.capacity:
-            self.items.append(item)
+                return True
+        return False
+
+    def fail_waiters(self, error: Exception) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
+        self.waiters.clear()
 
     @property
     def idle(self) -> bool:
@@ -446,9 +458,12 @@ class HubLink:
         return watch
 
     def _leave(self, watch: Watch, future: asyncio.Future[Item]) -> None:
-        """A receiver was cancelled: keep a message handed to it; unwatch if it was the last."""
+        """A receiver was cancelled: pass a message handed to it on to the next receiver (or
+        keep it first in line); unwatch if it was the last."""
         if future.done() and not future.cancelled():
-            watch.items.appendleft(future.result())
+            item = future.result()
+            if not watch.hand_over(item):
+                watch.items.appendleft(item)
         else:
             with contextlib.suppress(ValueError):
                 watch.waiters.remove(future)
@@ -488,9 +503,7 @@ class HubLink:
         """The hub cannot watch (an older version): receivers fall back to plain receives."""
         for watch in list(self.watches.values()):
             self._forget(watch)
-            for waiter in watch.waiters:
-                if not waiter.done():
-                    waiter.set_exception(HubLost("the hub does not watch channels"))
+            watch.fail_waiters(HubLost("the hub does not watch channels"))
 
     def _on_push(
         self, watch_ids: list[int], payload: bytes, expires_at: float, counted: bool
@@ -515,14 +528,12 @@ class HubLink:
         self._forget(watch)
         if self.protocol is not None:
             self._hand_back(self.protocol, watch)
-        for waiter in watch.waiters:
-            if not waiter.done():
-                waiter.set_exception(
-                    ChannelLayerError(
-                        f"{watch.channel} is being received on another event loop; "
-                        "receive a process-local channel from one loop at a time"
-                    )
-                )
+        watch.fail_waiters(
+            ChannelLayerError(
+                f"{watch.channel} is being received on another event loop; "
+                "receive a process-local channel from one loop at a time"
+            )
+        )
 
     def _consume(self, channel: str) -> None:
         """Report a counted message taken (one CONSUMED frame per loop iteration)."""
@@ -590,6 +601,7 @@ class HubLink:
         for watch in list(self.watches.values()):
             self._forget(watch)
             self._hand_back(protocol, watch)
+            watch.fail_waiters(ChannelLayerError("the IPC channel layer was closed"))
         self._flush_consumed()
 
     @staticmethod
