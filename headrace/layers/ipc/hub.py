@@ -364,11 +364,7 @@ class HubConnection(FramedProtocol):
         self.parked[channel] = self.parked.get(channel, 0) + 1
 
     def unpark(self, channel: str) -> None:
-        remaining = self.parked.get(channel, 0) - 1
-        if remaining > 0:
-            self.parked[channel] = remaining
-        else:
-            self.parked.pop(channel, None)
+        _count_down(self.parked, channel)
 
     @property
     def reachable(self) -> bool:
@@ -413,11 +409,7 @@ class HubConnection(FramedProtocol):
 
     def settle(self, channel: str) -> None:
         """The client consumed (or handed back) one counted push for ``channel``."""
-        held = self.counted.get(channel, 0) - 1
-        if held > 0:
-            self.counted[channel] = held
-        else:
-            self.counted.pop(channel, None)
+        _count_down(self.counted, channel)
 
     def _batch(self, kind: int, payload: bytes, expires_at: float, first_id: int) -> None:
         key = (id(payload), expires_at, kind)  # the batch holds ``payload``: its id stays unique
@@ -486,6 +478,15 @@ class HubConnection(FramedProtocol):
         else:
             raise ValueError(f"unknown opcode {op!r}")
         self.reply(request_id, Status.OK, None)
+
+
+def _count_down(counts: dict[str, int], key: str) -> None:
+    """Decrement ``counts[key]``, removing the key when it reaches zero."""
+    remaining = counts.get(key, 0) - 1
+    if remaining > 0:
+        counts[key] = remaining
+    else:
+        counts.pop(key, None)
 
 
 async def _sweep_forever(state: HubState) -> None:
