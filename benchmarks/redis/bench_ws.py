@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import importlib
 import os
-import socket
 import statistics
 import sys
 import time
@@ -26,6 +25,9 @@ from typing import Any
 
 import websockets
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _process import free_port
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 LAYERS = {
@@ -34,12 +36,6 @@ LAYERS = {
     "headrace pubsub": "headrace.layers.redis.RedisPubSubChannelLayer",
     "channels_redis pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def load(path: str, redis_url: str, prefix: str) -> Any:

@@ -33,16 +33,13 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _process import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = "benchmarks.websocket.echo_app:app"
 MASK = b"\x37\xfa\x21\x3d"
 CLOSE_FRAME = b"\x88\x82" + MASK + bytes((0x03 ^ MASK[0], 0xE8 ^ MASK[1]))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_command(name: str, port: int) -> list[str]:

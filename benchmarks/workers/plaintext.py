@@ -22,14 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _process import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = "examples.hello.asgi:application"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def command(server: str, port: int) -> list[str]:
