@@ -27,6 +27,7 @@ original stream protocol is told too, so redis-py's ``disconnect()`` can finish 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -165,7 +166,14 @@ class RespConnection(asyncio.Protocol):
 
         ``on_push`` makes this a subscriber connection: every reply goes to it."""
         connection = client.connection_pool.make_connection()  # type: ignore[union-attr]
-        await connection.connect()
+        try:
+            await connection.connect()
+        except BaseException:
+            # Cancelled (or failed) after the socket opened, e.g. during AUTH/HELLO: close it
+            # now rather than leave an open socket to the garbage collector.
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+            raise
         writer: asyncio.StreamWriter = connection._writer
         # Not an isinstance check: uvloop's transports have the same API but other classes.
         transport = cast(asyncio.Transport, writer.transport)
