@@ -34,9 +34,9 @@ from for a whole sweep interval (a reply channel received from once) is unwatche
 When the loop shuts down (``asyncio.run``, ``async_to_sync`` and the test runners cancel every
 task first) a *guardian* task DETACHes (waiting for the hub's answer, so no push is left in the
 socket) and hands everything back; the same happens on ``close()`` and when a plain asyncio loop
-is closed. If another connection
-watches the same channel (another event loop receiving it), this one is told DISPLACED, hands its
-buffer back and fails its waiting receivers: one event loop receives a process-local channel.
+is closed. If another connection watches the same channel (another event loop receiving it), this
+one is told DISPLACED, hands its buffer back and fails its waiting receivers: one event loop
+receives a process-local channel.
 
 Failure. When the hub's process dies the link sees its connection close, reconnects (electing a
 new hub if needed, see the hub module), replays this instance's unexpired group memberships and
