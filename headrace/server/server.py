@@ -53,7 +53,19 @@ def load_app(path: str) -> ASGIApp:
     target: Any = importlib.import_module(module_name)
     for part in (attribute or "application").split("."):
         target = getattr(target, part)
-    return as_asgi3(target)
+    return as_asgi3(serving_application(target))
+
+
+def serving_application(target: Any) -> Any:
+    """What the server runs for an imported target.
+
+    An object with an ``as_asgi_application()`` method offers to be served through the
+    application that method returns (a Channels-1 layer from ``headrace.asgi`` answers with
+    its interface bridge); anything else is taken as the application itself. The server learns
+    nothing about layers this way.
+    """
+    factory = getattr(target, "as_asgi_application", None)
+    return factory() if callable(factory) else target
 
 
 def as_asgi3(app: Any) -> ASGIApp:
