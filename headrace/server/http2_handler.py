@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
@@ -47,6 +46,7 @@ from urllib.parse import unquote
 from headrace._types import Message, Scope
 from headrace.server.handler import ConnectionHandler, UpgradeRequest
 from headrace.server.http2_websocket import start_websocket_stream
+from headrace.server.protocols.fields import check_response_field
 from headrace.server.protocols.http2 import ErrorCode, H2Protocol, H2Settings, Headers
 from headrace.server.protocols.http11 import date_header_value
 from headrace.server.proxy import apply_trusted_headers
@@ -66,8 +66,6 @@ UPGRADE_RESPONSE = (
 HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
-TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-BAD_VALUE = re.compile(rb"[\x00\r\n]")
 BAD_UPGRADE_RESPONSE = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 UPGRADE_BODY_LIMIT = 16 * 1024 * 1024
 """Largest ``Upgrade: h2c`` request body buffered before switching (larger: ``501``)."""
@@ -688,8 +686,7 @@ def _check_response_field(name: bytes, value: bytes) -> tuple[bytes, bytes] | No
     checked_value = bytes(value).strip(b" \t")  # RFC 9113 §8.2.1: no surrounding whitespace
     field: tuple[bytes, bytes] | None = None
     if lowered not in HOP_BY_HOP:
-        if not lowered or lowered.translate(None, TOKEN_BYTES) or BAD_VALUE.search(checked_value):
-            raise ValueError(f"invalid response header {lowered!r}")
+        check_response_field(lowered, checked_value)
         field = (lowered, checked_value)
     if cacheable and len(_VALID_FIELDS) < 4096 and len(name) + len(value) <= 256:
         _VALID_FIELDS[(name, value)] = field

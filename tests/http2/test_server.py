@@ -409,6 +409,41 @@ async def test_invalid_response_header_becomes_500() -> None:
     assert response.header(b"x-evil") is None
 
 
+BAD_FIELDS = {
+    "control byte in value": (b"x-evil", b"a\x01b"),
+    "DEL in value": (b"x-evil", b"a\x7fb"),
+    "NUL in value": (b"x-evil", b"a\x00b"),
+    "space in name": (b"x evil", b"v"),
+    "colon in name": (b"x-evil:", b"v"),
+}
+
+
+@pytest.mark.parametrize("field", BAD_FIELDS.values(), ids=list(BAD_FIELDS))
+async def test_response_field_refused_on_http11_is_refused_on_http2(
+    field: tuple[bytes, bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: HTTP/2 sent b"a\\x01b" as is while HTTP/1.1 answered 500 (header injection)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/trailer":
+            await send({"type": "http.response.start", "status": 200, "trailers": True})
+            await send({"type": "http.response.body", "body": b"partial"})
+            await send({"type": "http.response.trailers", "headers": [field]})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [field]})
+        await send({"type": "http.response.body", "body": b"never"})
+
+    async with serve(app) as (port, _), h2_client(port) as client:
+        head = await client.request("/")
+        trailer = await client.request("/trailer")
+    assert head.status == 500
+    assert head.body == b"Internal Server Error\n"
+    assert all(name != field[0].lower() for name, _ in head.headers)
+    assert trailer.reset_code == ErrorCodes.INTERNAL_ERROR
+    assert all(value != field[1] for _, value in trailer.trailers)
+    assert "Exception in ASGI application" in caplog.text
+
+
 async def test_response_fields_trailers_and_links_are_normalised_or_refused() -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] == "/bad-trailer":

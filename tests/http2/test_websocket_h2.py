@@ -146,6 +146,19 @@ async def test_websocket_over_http2_denial_and_bad_handshake() -> None:
     assert bad_response.status == 426
 
 
+async def test_websocket_over_http2_bad_accept_header_is_500_and_never_sent() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept", "headers": [(b"x-evil", b"a\x01b")]})
+
+    async with serve(app) as (port, _), h2_client(port) as client:
+        version = [(b"sec-websocket-version", b"13")]
+        stream_id = client.start(headers=version, end_stream=False, pseudo=connect_pseudo("/ws"))
+        response = await client.response(stream_id)
+    assert response.status == 500
+    assert response.header(b"x-evil") is None
+
+
 async def test_plain_connect_is_refused() -> None:
     async with serve(echo_ws) as (port, _), h2_client(port) as client:
         pseudo = [(b":method", b"CONNECT"), (b":authority", b"example.com:443")]

@@ -299,6 +299,33 @@ async def test_app_error_before_accept_is_500_and_after_accept_is_1011(
     assert "boom" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "websocket.accept", "headers": [(b"x-evil", b"a\x01b")]},
+        {"type": "websocket.accept", "headers": [(b"x evil", b"v")]},
+        {"type": "websocket.accept", "subprotocol": "a\x01b"},
+        {"type": "websocket.http.response.start", "status": 401, "headers": [(b"x", b"a\x7f")]},
+    ],
+    ids=["accept value", "accept name", "subprotocol", "denial value"],
+)
+async def test_bad_app_header_on_the_handshake_is_500_and_never_sent(
+    message: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send(message)
+
+    async with serve(app) as (port, _):
+        with pytest.raises(InvalidStatus) as caught:
+            async with connect(_url(port)):
+                pass
+    response = caught.value.response
+    assert response.status_code == 500
+    assert "x-evil" not in response.headers and "x" not in response.headers
+    assert "Exception inside WebSocket application" in caplog.text
+
+
 async def test_app_error_during_a_denial_completes_the_denial_it_started(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

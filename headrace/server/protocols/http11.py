@@ -3,16 +3,18 @@ encoding, request-target splitting and canned error responses.
 
 I/O-free (no asyncio, no ASGI dicts): the connection handler in ``headrace.server.http11``
 feeds bytes to httptools and uses these functions to build what goes on the wire. The HTTP/2
-handler reuses :func:`date_header_value` and :func:`validate_response_header`.
+handler reuses :func:`date_header_value`; response fields are checked by
+:func:`headrace.server.protocols.fields.check_response_field`, the rule every wire shares.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import unquote
+
+from headrace.server.protocols.fields import check_response_field
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -71,18 +73,9 @@ def date_header_line() -> bytes:
     return _date_line
 
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-
-
 def validate_response_header(name: bytes, value: bytes) -> None:
-    """Reject header names that are not tokens and values with CR, LF or other controls."""
-    if not isinstance(name, bytes) or not isinstance(value, bytes):
-        raise TypeError("response header names and values must be bytes")
-    if _TOKEN.fullmatch(name) is None:
-        raise ValueError(f"invalid response header name {name!r}")
-    if _BAD_VALUE.search(value) is not None:
-        raise ValueError(f"invalid response header value for {name!r}")
+    """Reject a response field the shared rule refuses (see :mod:`.fields`)."""
+    check_response_field(name, value)
 
 
 PLAIN, CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING, SERVER, DATE = range(6)

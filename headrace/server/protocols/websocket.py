@@ -45,6 +45,8 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from headrace.server.protocols.fields import check_response_field
+
 _c_apply_mask: Callable[[bytes, bytes], bytes] | None
 try:
     from websockets.speedups import apply_mask as _c_apply_mask
@@ -69,6 +71,7 @@ __all__ = [
     "accept_response_head",
     "apply_mask",
     "check_header_values",
+    "check_response_fields",
     "is_valid_close_code",
     "negotiate_deflate",
     "validate_request",
@@ -162,6 +165,12 @@ def check_header_values(headers: Iterable[tuple[bytes, bytes]]) -> None:
     for name, value in headers:
         if _has_control_bytes(name) or _has_control_bytes(value):
             raise HandshakeError(400, "control character in a header")
+
+
+def check_response_fields(headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Refuse response fields an application sent that no wire may send (see :mod:`.fields`)."""
+    for name, value in headers:
+        check_response_field(name, value)
 
 
 def _header_tokens(headers: Sequence[tuple[bytes, bytes]], wanted: bytes) -> list[bytes]:

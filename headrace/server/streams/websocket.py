@@ -60,7 +60,7 @@ from headrace.server.protocols.websocket import (
     State,
     WebSocketProtocol,
     accept_response_head,
-    check_header_values,
+    check_response_fields,
     is_valid_close_code,
     negotiate_deflate,
     validate_request,
@@ -343,7 +343,7 @@ class WebSocketStream:
             self._deny(403)
         elif kind == "websocket.http.response.start":
             headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", [])]
-            check_header_values(headers)
+            check_response_fields(headers)
             self._denial_status = int(message["status"])
             self._denial_headers = headers
             self.phase = RESPONDING
@@ -364,7 +364,7 @@ class WebSocketStream:
         subprotocol = message.get("subprotocol")
         if subprotocol:
             headers.insert(0, (b"sec-websocket-protocol", subprotocol.encode("latin-1")))
-        check_header_values(headers)
+        check_response_fields(headers)
         deflate = negotiate_deflate(self._handshake.extension_offers, self._settings.deflate)
         if deflate is not None:
             headers.append((b"sec-websocket-extensions", deflate.response_value))
