@@ -325,6 +325,8 @@ class HTTP11Handler:
         for name, value in self._headers:
             if name in _INTERESTING:
                 if name == b"host":
+                    if host is not None:  # RFC 9112 §3.2: exactly one Host field
+                        raise _RejectRequest(400, "Bad Request: more than one Host header")
                     host = value
                 elif name == b"content-length":
                     content_length = int(value)

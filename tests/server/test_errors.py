@@ -41,6 +41,9 @@ BAD_REQUESTS = {
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
     ),
     "missing host": b"GET / HTTP/1.1\r\n\r\n",
+    "two host headers": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "two host headers, same value": b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+    "two host headers, HTTP/1.0": b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
     "non-ascii path": b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
     "negative content-length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
 }
@@ -188,6 +191,18 @@ INVALID_SEQUENCES = {
     "str body": [
         {"type": "http.response.start", "status": 200, "headers": []},
         {"type": "http.response.body", "body": "text"},
+    ],
+    "control byte in header value": [
+        {"type": "http.response.start", "status": 200, "headers": [(b"x", b"a\x01b")]},
+        {"type": "http.response.body", "body": b""},
+    ],
+    "DEL in header value": [
+        {"type": "http.response.start", "status": 200, "headers": [(b"x", b"a\x7fb")]},
+        {"type": "http.response.body", "body": b""},
+    ],
+    "header name not a token": [
+        {"type": "http.response.start", "status": 200, "headers": [(b"x y", b"v")]},
+        {"type": "http.response.body", "body": b""},
     ],
     "header injection": [
         {"type": "http.response.start", "status": 200, "headers": [(b"x", b"a\r\nb: c")]},
