@@ -71,6 +71,10 @@ UPGRADE_BODY_LIMIT = 16 * 1024 * 1024
 """Largest ``Upgrade: h2c`` request body buffered before switching (larger: ``501``)."""
 PROXY_HEADERS = frozenset((b"daphne-root-path", b"x-forwarded-for"))
 UPGRADE_ONLY = HOP_BY_HOP | {b"http2-settings", b"te"}
+LINGER_TIMEOUT = 2.0
+"""Longest time input is still read and discarded after the last frame (see ``_linger``)."""
+LINGER_QUIET = 0.25
+"""A lingering connection closes once the peer has sent nothing for this long."""
 
 
 class H2StreamEnd(Protocol):
@@ -227,6 +231,8 @@ class HTTP2Handler:
         self._upgrade_body = bytearray()
         self._upgrade_remaining = 0
         self._upgrade_chunks: ChunkedBody | None = None
+        self._lingering = False
+        self._linger_deadline = 0.0
 
     # -- start ---------------------------------------------------------------------------
 
@@ -306,6 +312,8 @@ class HTTP2Handler:
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = self.loop.time()
+        if self._lingering:
+            return  # the last frame is out: input is read only so that it cannot reset it
         if self._upgrade is not None:
             data = self._receive_upgrade_body(data)
         if data:
@@ -317,10 +325,12 @@ class HTTP2Handler:
         self.flush()
 
     def eof_received(self) -> None:
+        """The peer half-closed (while lingering: the peer read our last frame); close."""
         for stream in list(self.streams.values()):
             stream.feed_disconnect()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lingering = True  # nothing more is written
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
@@ -350,6 +360,8 @@ class HTTP2Handler:
     def flush(self) -> None:
         """Write everything the protocol has queued; close once the connection is over."""
         self._flush_scheduled = False
+        if self._lingering:
+            return
         data = self.protocol.data_to_send()
         connection = self.connection
         if data:
@@ -357,7 +369,45 @@ class HTTP2Handler:
             if connection.write_paused:
                 connection.pause_reading()
         if self.protocol.terminated and not connection.closed:
-            connection.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after the final GOAWAY without letting unread input reset the connection.
+
+        Closing a socket whose receive buffer holds unread bytes (frames the peer sent before
+        it saw our GOAWAY) makes the kernel answer with a reset, and the reset makes the peer's
+        kernel discard the GOAWAY before the peer has read it. So: stop writing, half-close
+        where the transport can (h2c; TLS cannot), keep reading and discarding, and close on
+        the peer's EOF, once it has been quiet for ``LINGER_QUIET``, or after ``LINGER_TIMEOUT``.
+        The streams still open learn at once that their client is gone.
+        """
+        self._lingering = True
+        connection = self.connection
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for stream in streams:
+            stream.feed_disconnect()
+            stream.sink_closed()
+        transport = connection.transport
+        if transport.can_write_eof():
+            transport.write_eof()
+        connection.resume_reading()
+        now = self.loop.time()
+        self._last_activity = now
+        self._linger_deadline = now + LINGER_TIMEOUT
+        self._idle_timer = self.loop.call_later(LINGER_QUIET, self._check_linger)
+
+    def _check_linger(self) -> None:
+        now = self.loop.time()
+        quiet_until = self._last_activity + LINGER_QUIET
+        if now >= quiet_until or now >= self._linger_deadline:
+            self._idle_timer = None
+            self.connection.close()
+            return
+        delay = min(quiet_until, self._linger_deadline) - now
+        self._idle_timer = self.loop.call_later(delay, self._check_linger)
 
     def schedule_flush(self) -> None:
         if not self._flush_scheduled:

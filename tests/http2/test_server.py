@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 from pathlib import Path
 
 import pytest
+import trustme
 from h2.errors import ErrorCodes
-from hyperframe.frame import SettingsFrame
+from hyperframe.frame import PingFrame, SettingsFrame
 
 from headrace._types import Receive, Scope, Send
+from headrace.server.endpoints import TLSFiles
 from headrace.server.http2_handler import ChunkedBody, HTTP2Handler
 from headrace.server.protocols.http2 import PREFACE
 
@@ -227,6 +230,60 @@ async def test_protocol_violation_gets_goaway() -> None:
         await asyncio.wait_for(client.closed.wait(), 10)
     assert client.goaway is not None
     assert client.goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(type, payload) of each complete frame in ``data``."""
+    frames = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        if len(data) < 9 + length:
+            break
+        frames.append((data[3], data[9 : 9 + length]))
+        data = data[9 + length :]
+    return frames
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2-tls"])
+async def test_goaway_is_read_by_a_peer_still_sending_not_destroyed_by_a_reset(
+    tls: bool, tmp_path: Path
+) -> None:
+    """After its last frame the server drains input before closing (lingering close).
+
+    The peer sends a protocol violation followed by a megabyte it wrote before it could see
+    the GOAWAY. Closing with those bytes unread would make the kernel reset the connection,
+    and a reset discards the GOAWAY on the peer's side (h2spec reports such resets).
+    """
+    tls_files, client_context = _tls_material(tmp_path) if tls else (None, None)
+    ping_on_a_stream = b"\x00\x00\x08\x06\x00\x00\x00\x00\x01" + b"12345678"
+    more = b"".join(PingFrame(0, opaque_data=b"%08d" % n).serialize() for n in range(60_000))
+    async with serve(echo_app, tls=tls_files) as (port, _):
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_context, server_hostname="localhost" if tls else None
+        )
+        writer.write(PREFACE + SettingsFrame(0).serialize() + ping_on_a_stream + more)
+        received = b""
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            if not chunk:
+                break
+            received += chunk
+        writer.close()
+    goaways = [payload for kind, payload in _frames(received) if kind == 0x7]
+    assert goaways, "no GOAWAY before the close"
+    assert int.from_bytes(goaways[-1][4:8], "big") == ErrorCodes.PROTOCOL_ERROR
+
+
+def _tls_material(tmp_path: Path) -> tuple[TLSFiles, ssl.SSLContext]:
+    authority = trustme.CA()
+    leaf = authority.issue_cert("localhost", "127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+    context = ssl.create_default_context()
+    authority.configure_trust(context)
+    context.set_alpn_protocols(["h2"])
+    return TLSFiles(certfile=str(cert), keyfile=str(key)), context
 
 
 async def test_settings_flood_gets_enhance_your_calm() -> None:
