@@ -44,6 +44,9 @@ from headrace.server.tls import TLSConfigError
 
 logger = logging.getLogger("headrace.server")
 
+BACKLOG_HANDSHAKE_TIMEOUT = 5.0
+"""Seconds a connection taken from the backlog at shutdown has for its TLS handshake."""
+
 
 def load_app(path: str) -> ASGIApp:
     """Import ``path.to.module:attribute`` (attribute may be dotted); ASGI 2 apps are wrapped."""
@@ -121,14 +124,12 @@ class Server:
 
     async def _start_listeners(self) -> None:
         loop = asyncio.get_running_loop()
-        state = self.state
-
-        def factory() -> Connection:
-            return Connection(state, loop)
-
         for listener in self.listeners:
             server = await loop.create_server(
-                factory, sock=listener.sock, ssl=listener.ssl_context(), backlog=2048
+                self._connection_factory,
+                sock=listener.sock,
+                ssl=listener.ssl_context(),
+                backlog=2048,
             )
             self._servers.append(server)
             logger.info("Listening on %s", listener.description)
@@ -152,6 +153,7 @@ class Server:
     async def _drain(self) -> None:
         state = self.state
         state.shutting_down = True
+        await self._take_backlog()
         for server in self._servers:
             server.close()
         for connection in list(state.connections):
@@ -167,6 +169,41 @@ class Server:
         await self._cancel_remaining()
         for server in self._servers:
             await server.wait_closed()
+
+    async def _take_backlog(self) -> None:
+        """Accept the connections still waiting in the listeners' backlogs, before closing them.
+
+        Closing a listening socket makes the kernel reset every connection in its accept queue,
+        and a client whose request is already sent there sees a reset it cannot tell from a
+        crash. That queue is full when the shutdown came during lifespan startup (the sockets
+        listen before startup, see docs/server.md) and can hold a few connections at any
+        shutdown. Taken over here, they are served like any connection accepted just before
+        the shutdown: their first request still has ``FIRST_REQUEST_GRACE`` to arrive.
+        """
+        loop = asyncio.get_running_loop()
+        handshakes = []
+        for listener in self.listeners:
+            for sock in _pending_connections(listener.sock):
+                handshakes.append(
+                    loop.create_task(
+                        loop.connect_accepted_socket(
+                            self._connection_factory, sock, ssl=listener.ssl_context()
+                        )
+                    )
+                )
+        if handshakes:
+            logger.info("serving %d connection(s) accepted during shutdown", len(handshakes))
+            done, pending = await asyncio.wait(handshakes, timeout=BACKLOG_HANDSHAKE_TIMEOUT)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    logger.debug("connection from the backlog failed: %s", task.exception())
+
+    def _connection_factory(self) -> Connection:
+        loop = self._loop
+        assert loop is not None  # set by serve() before any listener starts
+        return Connection(self.state, loop)
 
     async def _cancel_remaining(self) -> None:
         state = self.state
@@ -190,6 +227,24 @@ class Server:
             if listener.unix_path and listener.tls is None:
                 with contextlib.suppress(OSError):
                     os.unlink(listener.unix_path)
+
+
+def _pending_connections(listening: socket.socket) -> list[socket.socket]:
+    """Every connection the kernel has completed for ``listening`` and nobody accepted yet."""
+    accepted: list[socket.socket] = []
+    if listening.fileno() < 0:
+        return accepted
+    listening.setblocking(False)
+    while True:
+        try:
+            sock, _ = listening.accept()
+        except (BlockingIOError, InterruptedError):
+            return accepted
+        except OSError as exc:  # EMFILE and the like: what was taken is still served
+            logger.warning("could not accept a waiting connection at shutdown: %s", exc)
+            return accepted
+        sock.setblocking(False)
+        accepted.append(sock)
 
 
 def _as_listeners(items: Sequence[Listener | socket.socket]) -> list[Listener]:

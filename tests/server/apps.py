@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from headrace._types import Receive, Scope, Send
@@ -39,3 +40,26 @@ async def loop_name(scope: Scope, receive: Receive, send: Send) -> None:
     module = type(asyncio.get_running_loop()).__module__.split(".")[0]
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": module.encode()})
+
+
+async def slow_startup(scope: Scope, receive: Receive, send: Send) -> None:
+    """Lifespan startup announces itself on stdout, then waits for the file named by
+    ``HEADRACE_TEST_RELEASE`` (a migration that takes a while); requests get ``served``."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                sys.stdout.write("STARTING\n")
+                sys.stdout.flush()
+                release = os.environ["HEADRACE_TEST_RELEASE"]
+                for _ in range(3000):  # at most 60 s
+                    if os.path.exists(release):  # noqa: ASYNC240 - a tiny stat, on purpose
+                        break
+                    await asyncio.sleep(0.02)
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"served"})

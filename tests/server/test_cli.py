@@ -152,6 +152,48 @@ def test_sigterm_finishes_request_in_flight() -> None:
     assert process.returncode == 0
 
 
+def test_sigterm_during_lifespan_startup_serves_the_requests_already_waiting(
+    tmp_path: Path,
+) -> None:
+    """The sockets listen before startup; what waits in the backlog is served, never reset."""
+    port = free_port()
+    release = tmp_path / "release"
+    process = headrace_process(
+        "-p",
+        str(port),
+        "tests.server.apps:slow_startup",
+        env={"HEADRACE_TEST_RELEASE": str(release)},
+    )
+    clients: list[socket.socket] = []
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"STARTING\n"
+        for _ in range(3):  # connected and sent while startup runs: they wait in the backlog
+            client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+            client.sendall(GET)
+            clients.append(client)
+        process.send_signal(signal.SIGTERM)
+        wait_for_listening(process, b"received SIGTERM")
+        release.touch()
+        answers = [_read_until_closed(client) for client in clients]
+        process.wait(WAIT)
+    finally:
+        for client in clients:
+            client.close()
+        stop_process(process)
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+        assert answer.endswith(b"served")
+    assert process.returncode == 0
+
+
+def _read_until_closed(client: socket.socket) -> bytes:
+    chunks = []
+    while data := client.recv(65536):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
 def test_lifespan_startup_failure_exits_3() -> None:
     process = headrace_process("-p", str(free_port()), "tests.server.apps:failing_lifespan")
     _, stderr = process.communicate(timeout=WAIT)
