@@ -35,6 +35,7 @@ with atheris.instrument_imports():
     from headrace._types import Receive, Scope, Send
     from headrace.server.config import Config
     from headrace.server.connection import Connection
+    from headrace.server.server import WIRES
     from headrace.server.state import ServerState
 
 ALLOWED_STATUSES = frozenset({100, 101, 200, 400, 413, 426, 431, 501, 505})
@@ -170,7 +171,7 @@ async def drive(data: bytes) -> None:
     METHODS.clear()
     state = ServerState(CONFIG, echo_app)
     transport = MemoryTransport()
-    conn = Connection(state, LOOP)
+    conn = Connection(state, LOOP, WIRES)
     conn.connection_made(transport)
     for chunk in split_points(data):
         if transport.closed:

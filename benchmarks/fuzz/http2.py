@@ -48,11 +48,12 @@ with atheris.instrument_imports():
     )
 
     from headrace._types import Receive, Scope, Send
-    from headrace.server import http2_handler, http2_websocket, http11  # noqa: F401
     from headrace.server.config import Config
     from headrace.server.connection import Connection
     from headrace.server.protocols.http2 import PREFACE, ErrorCode
+    from headrace.server.server import WIRES
     from headrace.server.state import ServerState
+    from headrace.server.wires import http2, http11, websocket_h2  # noqa: F401
 
 CLIENT_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 ALLOWED_STATUSES = frozenset({100, 103, 200, 400, 405, 413, 426, 431, 501})
@@ -203,7 +204,7 @@ async def drive(data: bytes) -> None:
     RECORDER.records.clear()
     state = ServerState(CONFIG, app)
     transport = MemoryTransport()
-    conn = Connection(state, LOOP)
+    conn = Connection(state, LOOP, WIRES)
     conn.connection_made(transport)
     payload = client_bytes(data)
     middle = len(PREFACE) + len(CLIENT_SETTINGS) + (len(payload) - len(PREFACE)) // 2

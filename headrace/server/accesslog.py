@@ -9,7 +9,14 @@ the pseudo-methods ``WSCONNECTING``, ``WSCONNECT``, ``WSREJECT`` and ``WSDISCONN
 from __future__ import annotations
 
 import datetime
-from typing import TextIO
+import logging
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from headrace.server.config import Config
+
+LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
 WEBSOCKET_ACTIONS = {
     "connecting": "WSCONNECTING",
@@ -54,3 +61,19 @@ class AccessLogger:
         stamp = datetime.datetime.now().strftime("%d/%b/%Y:%H:%M:%S")
         self.stream.write(f'{host} - - [{stamp}] "{request}" {status} {size}\n')
         self.stream.flush()
+
+
+def access_log_stream(config: Config) -> TextIO | None:
+    """Daphne's rule: --access-log FILE or -, else stdout when verbosity >= 1."""
+    if config.access_log == "-":
+        return sys.stdout
+    if config.access_log:
+        return open(config.access_log, "a", buffering=1, encoding="utf-8")
+    if config.verbosity >= 1:
+        return sys.stdout
+    return None
+
+
+def setup_logging(config: Config) -> None:
+    """The process-wide logging set-up for ``-v`` and ``--log-fmt``."""
+    logging.basicConfig(level=LOG_LEVELS[config.verbosity], format=config.log_fmt)

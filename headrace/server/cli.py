@@ -8,16 +8,12 @@ lifespan startup fails.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
-from typing import TextIO
 
 from headrace import __version__
-from headrace.server.accesslog import AccessLogger
+from headrace.server.accesslog import AccessLogger, access_log_stream, setup_logging
 from headrace.server.config import Config, ConfigError, add_arguments, config_from_namespace
-
-LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,21 +34,6 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         return config_from_namespace(namespace)
     except ConfigError as exc:
         parser.error(str(exc))
-
-
-def access_log_stream(config: Config) -> TextIO | None:
-    """Daphne's rule: --access-log FILE or -, else stdout when verbosity >= 1."""
-    if config.access_log == "-":
-        return sys.stdout
-    if config.access_log:
-        return open(config.access_log, "a", buffering=1, encoding="utf-8")
-    if config.verbosity >= 1:
-        return sys.stdout
-    return None
-
-
-def setup_logging(config: Config) -> None:
-    logging.basicConfig(level=LOG_LEVELS[config.verbosity], format=config.log_fmt)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,17 +8,21 @@ protocol: peer/local addresses and scheme, write back-pressure (``pause_writing`
 in the server's connection set (graceful shutdown walks it). Everything protocol-specific is
 delegated to the current :class:`~headrace.server.handler.ConnectionHandler`; handlers swap
 themselves with :meth:`switch_handler` (HTTP/1.1 → WebSocket, HTTP/1.1 → HTTP/2). The first
-handler is HTTP/2 when TLS negotiated ALPN ``h2`` (and an HTTP/2 implementation is installed),
-HTTP/1.1 otherwise.
+handler is HTTP/2 when TLS negotiated ALPN ``h2`` (and the server has an HTTP/2 wire), HTTP/1.1
+otherwise. Which handler classes and starters exist is the server's choice, handed to every
+connection as one :class:`Wires` (so this module imports no wire).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from headrace.server.handler import ConnectionHandler, http2_starter
+from headrace._types import Scope
+from headrace.server.handler import ConnectionHandler, UpgradeRequest
 from headrace.server.state import ServerState
 
 logger = logging.getLogger("headrace.server")
@@ -28,6 +32,20 @@ def _address(value: Any) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
     return None
+
+
+WebSocketStarter = Callable[["Connection", Scope, bytes], ConnectionHandler]
+Http2Starter = Callable[["Connection", bytes, UpgradeRequest | None], ConnectionHandler | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Wires:
+    """The wire adapters a server speaks (see :mod:`headrace.server.handler`)."""
+
+    http11: Callable[[Connection], ConnectionHandler]
+    """Makes the first handler of a connection that is not HTTP/2 from its first byte."""
+    http2: Http2Starter | None = None
+    websocket: WebSocketStarter | None = None
 
 
 class Connection(asyncio.Protocol):
@@ -45,12 +63,14 @@ class Connection(asyncio.Protocol):
         "server",
         "state",
         "transport",
+        "wires",
         "write_paused",
     )
 
-    def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop, wires: Wires) -> None:
         self.state = state
         self.loop = loop
+        self.wires = wires
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.handler: ConnectionHandler = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
@@ -81,13 +101,11 @@ class Connection(asyncio.Protocol):
         if self.is_tls:
             ssl_object = self.transport.get_extra_info("ssl_object")
             if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
-                starter = http2_starter()
+                starter = self.wires.http2
                 handler = starter(self, b"", None) if starter is not None else None
                 if handler is not None:
                     return handler
-        from headrace.server.http11 import HTTP11Handler
-
-        return HTTP11Handler(self)
+        return self.wires.http11(self)
 
     def data_received(self, data: bytes) -> None:
         self.handler.data_received(data)

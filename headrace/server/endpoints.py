@@ -59,16 +59,10 @@ class TLSFiles:
             ca_certs=self.ca_certs,
             cert_reqs=ssl.VerifyMode(self.cert_reqs),
             ciphers=self.ciphers,
-            http2=self.http2 and "h2" in _alpn_protocols(),
+            http2=self.http2,
             extra_chain=self.extra_chain,
         )
         return server_context(options)
-
-
-def _alpn_protocols() -> list[str]:
-    from headrace.server.handler import http2_starter
-
-    return ["h2", "http/1.1"] if http2_starter() is not None else ["http/1.1"]
 
 
 @dataclass(frozen=True, slots=True)

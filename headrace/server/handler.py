@@ -5,23 +5,24 @@ Theory of operation
 One :class:`headrace.server.connection.Connection` (an ``asyncio.Protocol``) exists per
 accepted socket. It owns the transport, write back-pressure, pause/resume of reading and
 closing, and forwards every transport event to exactly one *handler* at a time: an object
-implementing :class:`ConnectionHandler`. The handler speaks one wire protocol (HTTP/1.1,
-HTTP/2, WebSocket). A handler replaces itself with :meth:`Connection.switch_handler`:
+implementing :class:`ConnectionHandler`. A handler is the adapter of one wire
+(:mod:`headrace.server.wires`: HTTP/1.1, HTTP/2, WebSocket over either) and replaces itself
+with :meth:`Connection.switch_handler`:
 
-- the HTTP/1.1 handler sees ``Upgrade: websocket`` and calls :func:`start_websocket`;
-- it sees the HTTP/2 prior-knowledge preface or ``Upgrade: h2c`` and calls :func:`start_http2`;
+- the HTTP/1.1 wire sees ``Upgrade: websocket`` and calls the connection's WebSocket starter;
+- it sees the HTTP/2 prior-knowledge preface or ``Upgrade: h2c`` and calls the HTTP/2 starter;
 - the connection selects HTTP/2 directly when TLS negotiated ALPN ``h2``.
 
-The hooks below import the implementing module lazily, so the server core depends on no
-particular WebSocket or HTTP/2 implementation. Their contracts:
+Nothing is looked up by module name: :class:`headrace.server.server.Server` builds one
+:class:`~headrace.server.connection.Wires` (the HTTP/1.1 handler class and the starters) and
+every connection carries it. The starters' contracts:
 
-``headrace.server.streams.websocket.start_websocket(connection, scope, trailing_data)``
-    ``connection`` is the :class:`Connection`; ``scope`` the complete ASGI websocket scope;
-    ``trailing_data`` the bytes received after the upgrade request's head. It returns the
-    :class:`ConnectionHandler` that takes over the socket (it writes the 101 or a denial
-    itself). If the module or function does not exist, the client gets ``501``.
+``websocket(connection, scope, trailing_data)``
+    ``scope`` is the complete ASGI websocket scope; ``trailing_data`` the bytes received after
+    the upgrade request's head. Returns the :class:`ConnectionHandler` that takes over the
+    socket (it writes the 101 or a denial itself). Without one the client gets ``501``.
 
-``headrace.server.http2_handler.start_http2(connection, initial_data, upgrade)``
+``http2(connection, initial_data, upgrade)``
     ``initial_data`` is every byte not consumed by HTTP/1.1 (for prior knowledge: starting with
     the preface); ``upgrade`` is the :class:`UpgradeRequest` for ``Upgrade: h2c`` (the handler
     sends the 101 and answers it as stream 1) or ``None``. Returns the new handler, or ``None``
@@ -30,15 +31,8 @@ particular WebSocket or HTTP/2 implementation. Their contracts:
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-
-from headrace._types import Scope
-
-if TYPE_CHECKING:
-    from headrace.server.connection import Connection
+from typing import Protocol
 
 
 class ConnectionHandler(Protocol):
@@ -72,31 +66,3 @@ class UpgradeRequest:
     headers: list[tuple[bytes, bytes]]
     http_version: str
     body: bytes
-
-
-WebSocketStarter = Callable[["Connection", Scope, bytes], ConnectionHandler]
-Http2Starter = Callable[["Connection", bytes, UpgradeRequest | None], ConnectionHandler | None]
-
-
-def _load_hook(module_name: str, function_name: str) -> Any:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return None
-    return getattr(module, function_name, None)
-
-
-def websocket_starter() -> WebSocketStarter | None:
-    """The WebSocket implementation's ``start_websocket``, or None if not installed."""
-    starter: WebSocketStarter | None = _load_hook(
-        "headrace.server.streams.websocket", "start_websocket"
-    )
-    return starter
-
-
-def http2_starter() -> Http2Starter | None:
-    """The HTTP/2 implementation's ``start_http2``, or None if not installed."""
-    starter: Http2Starter | None = _load_hook("headrace.server.http2_handler", "start_http2")
-    return starter

@@ -36,13 +36,19 @@ from asgiref.compatibility import guarantee_single_callable
 from headrace._types import ASGIApp
 from headrace.server.accesslog import AccessLogger
 from headrace.server.config import Config
-from headrace.server.connection import Connection
+from headrace.server.connection import Connection, Wires
 from headrace.server.endpoints import BindError, Listener, bind_listeners
 from headrace.server.lifespan import Lifespan, LifespanFailure
 from headrace.server.state import ServerState
 from headrace.server.tls import TLSConfigError
+from headrace.server.wires.http2 import start_http2
+from headrace.server.wires.http11 import HTTP11Handler
+from headrace.server.wires.websocket_h1 import start_websocket
 
 logger = logging.getLogger("headrace.server")
+
+WIRES = Wires(http11=HTTP11Handler, http2=start_http2, websocket=start_websocket)
+"""Every wire headrace speaks; each connection gets this (tests may serve fewer)."""
 
 BACKLOG_HANDSHAKE_TIMEOUT = 5.0
 """Seconds a connection taken from the backlog at shutdown has for its TLS handshake."""
@@ -81,9 +87,14 @@ class Server:
     """One server instance (see module docs)."""
 
     def __init__(
-        self, config: Config, app: ASGIApp | None = None, access_log: AccessLogger | None = None
+        self,
+        config: Config,
+        app: ASGIApp | None = None,
+        access_log: AccessLogger | None = None,
+        wires: Wires = WIRES,
     ) -> None:
         self.config = config
+        self.wires = wires
         app = load_app(config.application) if app is None else as_asgi3(app)
         self.state = ServerState(config, app, access_log)
         self.listeners: list[Listener] = []
@@ -203,7 +214,7 @@ class Server:
     def _connection_factory(self) -> Connection:
         loop = self._loop
         assert loop is not None  # set by serve() before any listener starts
-        return Connection(self.state, loop)
+        return Connection(self.state, loop, self.wires)
 
     async def _cancel_remaining(self) -> None:
         state = self.state

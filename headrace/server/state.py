@@ -12,16 +12,23 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from headrace._types import ASGIApp
 from headrace.server.accesslog import AccessLogger
 from headrace.server.config import Config
 
-if TYPE_CHECKING:
-    from headrace.server.connection import Connection
-
 logger = logging.getLogger("headrace.server")
+
+
+class ServedConnection(Protocol):
+    """What graceful shutdown needs of a live connection (:class:`~.connection.Connection`)."""
+
+    def shutdown(self) -> None:
+        """Finish in-flight work, then close."""
+
+    def abort(self) -> None:
+        """Close at once."""
 
 
 class ServerState:
@@ -52,7 +59,7 @@ class ServerState:
         self.lifespan_state: dict[str, Any] = {}
         self.root_path = config.root_path
         self.server_header = config.server_name.encode("latin-1") if config.server_name else None
-        self.connections: set[Connection] = set()
+        self.connections: set[ServedConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.active_requests = 0
         self.shutting_down = False
@@ -101,7 +108,7 @@ class ServerState:
         if self.idle_waiter is not None:
             self.notify_if_idle()
 
-    def connection_closed(self, connection: Connection) -> None:
+    def connection_closed(self, connection: ServedConnection) -> None:
         self.connections.discard(connection)
         self.notify_if_idle()
 

@@ -525,7 +525,7 @@ def _watch_readiness_and_parent(server: Any, spec: WorkerSpec) -> None:
 
 def worker_main() -> int:
     """Entry point of one worker process (reads its :class:`WorkerSpec` from stdin)."""
-    from headrace.server.cli import access_log_stream, setup_logging
+    from headrace.server.accesslog import access_log_stream, setup_logging
     from headrace.server.server import Server, load_app, run
 
     spec: WorkerSpec = pickle.loads(sys.stdin.buffer.read())

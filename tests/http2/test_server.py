@@ -14,8 +14,9 @@ from hyperframe.frame import PingFrame, SettingsFrame
 
 from headrace._types import Receive, Scope, Send
 from headrace.server.endpoints import TLSFiles
-from headrace.server.http2_handler import ChunkedBody, HTTP2Handler
+from headrace.server.protocols.chunked import ChunkedBody
 from headrace.server.protocols.http2 import PREFACE
+from headrace.server.wires.http2 import HTTP2Handler
 
 from .support import INITIAL_WINDOW_SIZE, h2_client, run_process, serve
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from headrace._types import ASGIApp, Receive, Scope, Send
 from headrace.server.config import Config
-from headrace.server.server import Server
+from headrace.server.connection import Wires
+from headrace.server.server import WIRES, Server
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,13 +25,15 @@ WAIT = 10.0
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApp, **options: Any) -> AsyncIterator[Server]:
-    """Run a headrace server for ``app`` on a free port inside the running loop."""
+async def serve(app: ASGIApp, wires: Wires = WIRES, **options: Any) -> AsyncIterator[Server]:
+    """Run a headrace server for ``app`` on a free port inside the running loop.
+
+    ``wires``: the wire adapters it speaks (all of them unless a test serves fewer)."""
     options.setdefault("host", "127.0.0.1")
     options.setdefault("port", free_port())
     options.setdefault("lifespan", "off")
     options.setdefault("timeout_graceful_shutdown", 2)
-    server = Server(Config(**options), app)
+    server = Server(Config(**options), app, wires=wires)
     task = asyncio.create_task(server.serve())
     ready = asyncio.create_task(server.ready.wait())
     await asyncio.wait({task, ready}, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)

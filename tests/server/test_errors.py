@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import httpx
 import pytest
 
 from headrace._types import Receive, Scope, Send
-from headrace.server import http11
+from headrace.server.server import WIRES
 from tests.server.helpers import (
     WAIT,
     echo_app,
@@ -285,12 +286,9 @@ async def test_content_length_overrun_by_app_aborts() -> None:
     assert raw.endswith(b"\r\n\r\na")
 
 
-async def test_websocket_upgrade_without_websocket_support_is_501(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Simulates an installation without headrace.server.streams.websocket.
-    monkeypatch.setattr(http11, "websocket_starter", lambda: None)
-    async with serve(text_app) as server:
+async def test_websocket_upgrade_without_websocket_support_is_501() -> None:
+    # A server given no WebSocket wire.
+    async with serve(text_app, wires=replace(WIRES, websocket=None)) as server:
         status, _, body = await raw_exchange(
             server,
             b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -300,12 +298,9 @@ async def test_websocket_upgrade_without_websocket_support_is_501(
     assert body.startswith(b"Not Implemented")
 
 
-async def test_http2_preface_without_http2_support_is_505(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Simulates an installation without headrace.server.http2_handler.
-    monkeypatch.setattr(http11, "http2_starter", lambda: None)
-    async with serve(text_app) as server:
+async def test_http2_preface_without_http2_support_is_505() -> None:
+    # A server given no HTTP/2 wire.
+    async with serve(text_app, wires=replace(WIRES, http2=None)) as server:
         reader, writer = await open_raw(server)
         writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         raw = await read_until_closed(reader)

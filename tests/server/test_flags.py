@@ -13,9 +13,9 @@ import pytest
 import trustme
 
 from headrace._types import Receive, Scope, Send
-from headrace.server import http11
 from headrace.server.lifespan import LifespanFailure
 from headrace.server.server import Server
+from headrace.server.wires import http11
 from tests.server.helpers import (
     WAIT,
     open_raw,

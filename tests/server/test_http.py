@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from headrace._types import Receive, Scope, Send
-from headrace.server import http11
+from headrace.server.wires import http11
 from tests.server.helpers import (
     WAIT,
     echo_app,

@@ -1,7 +1,7 @@
 """HTTP/1.1 wire helpers: pre-encoded status lines, the cached Date header, response-head
 encoding, request-target splitting and canned error responses.
 
-I/O-free (no asyncio, no ASGI dicts): the connection handler in ``headrace.server.http11``
+I/O-free (no asyncio, no ASGI dicts): the HTTP/1.1 wire in ``headrace.server.wires.http11``
 feeds bytes to httptools and uses these functions to build what goes on the wire. The HTTP/2
 handler reuses :func:`date_header_value`; response fields are checked by
 :func:`headrace.server.protocols.fields.check_response_field`, the rule every wire shares.

@@ -4,9 +4,10 @@ Theory of operation
 -------------------
 A :class:`WebSocketStream` sits between a *transport* and the ASGI app. The transport is
 anything implementing :class:`WebSocketTransport`: the HTTP/1.1 socket after an upgrade
-(:class:`Http11WebSocketTransport`, which writes the ``101`` head) or, later, an HTTP/2 stream
-carrying RFC 8441 extended CONNECT (which answers ``:status 200`` and carries frames in DATA
-frames). The stream never sees sockets or HTTP framing; the framing itself is the I/O-free
+(:mod:`headrace.server.wires.websocket_h1`, which writes the ``101`` head) or an HTTP/2 stream
+carrying RFC 8441 extended CONNECT (:mod:`headrace.server.wires.websocket_h2`, which answers
+``:status 200`` and carries frames in DATA frames). The stream never sees sockets or HTTP
+framing; the framing itself is the I/O-free
 :class:`headrace.server.protocols.websocket.WebSocketProtocol`.
 
 Life cycle (``phase``)::
@@ -39,7 +40,6 @@ started), after accept it closes with 1011; both are logged. A normal return bef
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -55,21 +55,16 @@ from headrace.server.protocols.websocket import (
     CLOSE_NORMAL,
     DeflateConfig,
     DeflateParams,
-    HandshakeError,
     HandshakeRequest,
     State,
     WebSocketProtocol,
-    accept_response_head,
     check_response_fields,
     is_valid_close_code,
     negotiate_deflate,
-    validate_request,
 )
 
 if TYPE_CHECKING:
     from headrace.server.config import Config
-    from headrace.server.connection import Connection
-    from headrace.server.handler import ConnectionHandler
 
 logger = logging.getLogger("headrace.server.websocket")
 
@@ -81,13 +76,6 @@ CLOSED = 4
 
 _CONNECT_EVENT: Message = {"type": "websocket.connect"}
 _EARLY_DATA_LIMIT = 1 << 16  # bytes buffered before accept; then reading pauses
-_REASON_PHRASES = {
-    400: b"Bad Request",
-    403: b"Forbidden",
-    426: b"Upgrade Required",
-    500: b"Internal Server Error",
-    503: b"Service Unavailable",
-}
 
 
 class WebSocketClosed(OSError):
@@ -617,152 +605,3 @@ def _close_code(message: Message) -> int:
 def _reason(message: Message) -> str:
     reason = message.get("reason")
     return str(reason) if reason else ""
-
-
-# ---------------------------------------------------------------------------------------------
-# HTTP/1.1 upgrade: the transport adapter and the hand-off hook
-# ---------------------------------------------------------------------------------------------
-
-
-def denial_response(
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes,
-    server_header: bytes | None = None,
-) -> bytes:
-    """A complete HTTP/1.1 response that ends the connection (used for handshake denials)."""
-    phrase = _REASON_PHRASES.get(status, b"Unknown")
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, phrase)]
-    if server_header:
-        lines.append(b"Server: " + server_header + b"\r\n")
-    lines.extend(
-        name + b": " + value + b"\r\n"
-        for name, value in headers
-        if name.lower() not in (b"content-length", b"connection", b"transfer-encoding")
-    )
-    lines.append(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
-    lines.append(body)
-    return b"".join(lines)
-
-
-def handshake_error_response(error: HandshakeError, server_header: bytes | None = None) -> bytes:
-    """The HTTP/1.1 answer to an invalid opening handshake."""
-    body = (error.message + "\n").encode("utf-8")
-    headers = [*error.headers, (b"content-type", b"text/plain; charset=utf-8")]
-    return denial_response(error.status, headers, body, server_header)
-
-
-class Http11WebSocketTransport:
-    """:class:`WebSocketTransport` over an upgraded HTTP/1.1 :class:`Connection`."""
-
-    __slots__ = ("_connection", "_key", "_server_header", "write")
-
-    def __init__(self, connection: Connection, key: bytes, server_header: bytes | None) -> None:
-        self._connection = connection
-        self._key = key
-        self._server_header = server_header
-        self.write: Callable[[bytes], None] = connection.write
-
-    @property
-    def write_paused(self) -> bool:
-        return self._connection.write_paused
-
-    async def wait_writable(self) -> None:
-        await self._connection.drain()
-
-    def send_accept(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self._connection.write(accept_response_head(self._key, headers, self._server_header))
-
-    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self._connection.write(denial_response(status, headers, body, self._server_header))
-        self._connection.close()
-
-    def pause_reading(self) -> None:
-        self._connection.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._connection.resume_reading()
-
-    def close(self) -> None:
-        self._connection.close()
-
-    def write_eof(self) -> None:
-        connection = self._connection
-        if not connection.closed and connection.transport.can_write_eof():
-            connection.transport.write_eof()
-        else:
-            connection.close()
-
-
-class _RejectedHandshake:
-    """Handler for a socket whose handshake was refused: the response is out, ignore the rest."""
-
-    __slots__ = ()
-
-    def data_received(self, data: bytes) -> None:
-        return None
-
-    def eof_received(self) -> None:
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        return None
-
-    def writing_resumed(self) -> None:
-        return None
-
-    def shutdown(self) -> None:
-        return None
-
-    def is_idle(self) -> bool:
-        return True
-
-
-@functools.lru_cache(maxsize=8)
-def _settings_for(config: Config) -> WebSocketSettings:
-    return WebSocketSettings.from_config(config)
-
-
-def _complete_scope(scope: Scope, handshake: HandshakeRequest) -> None:
-    scheme = scope.get("scheme")
-    if scheme in ("http", "https"):
-        scope["scheme"] = "wss" if scheme == "https" else "ws"
-    scope["subprotocols"] = handshake.subprotocols
-    extensions = scope.get("extensions")
-    if extensions is None:
-        extensions = scope["extensions"] = {}
-    extensions.setdefault("websocket.http.response", {})
-
-
-def start_websocket(
-    connection: Connection, scope: Scope, trailing_data: bytes
-) -> ConnectionHandler:
-    """The HTTP/1.1 upgrade hook (see ``headrace.server.handler``): validate, then run the app.
-
-    ``scope`` is the complete ASGI websocket scope of a GET request with ``Upgrade: websocket``;
-    an invalid handshake is answered 400/426 here and never reaches the app.
-    """
-    state = connection.state
-    settings = _settings_for(state.config)
-    try:
-        if scope.get("http_version") == "1.0":
-            raise HandshakeError(400, "WebSocket needs HTTP/1.1 (RFC 6455 section 4.1)")
-        handshake = validate_request(b"GET", scope["headers"])
-    except HandshakeError as error:
-        response = handshake_error_response(error, settings.server_header)
-        connection.write(response)
-        connection.close()
-        if state.access_log is not None:
-            path = scope.get("path", "")
-            state.access_log.http(connection.client, "GET", path, error.status, len(response))
-        return _RejectedHandshake()
-    assert handshake.key is not None
-    _complete_scope(scope, handshake)
-    transport = Http11WebSocketTransport(connection, handshake.key, settings.server_header)
-    stream = WebSocketStream(
-        transport, scope, state.app, handshake, settings, access_log=state.access_log
-    )
-    state.track_task(stream.start())
-    if trailing_data:
-        stream.data_received(trailing_data)
-    return stream

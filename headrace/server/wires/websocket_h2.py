@@ -22,18 +22,34 @@ HTTP/2 handler feeds:
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from headrace._types import Scope
+from headrace.server.protocols.http2 import H2Protocol
 from headrace.server.protocols.websocket import HandshakeError, validate_request
 from headrace.server.streams.websocket import WebSocketSettings, WebSocketStream
 
 if TYPE_CHECKING:
-    import asyncio
-
     from headrace.server.config import Config
-    from headrace.server.http2_handler import HTTP2Handler
+    from headrace.server.connection import Connection
+    from headrace.server.state import ServerState
+
+
+class H2StreamHost(Protocol):
+    """What this wire needs of the HTTP/2 connection wire that carries it."""
+
+    protocol: H2Protocol
+    connection: Connection
+    state: ServerState
+    loop: asyncio.AbstractEventLoop
+
+    def schedule_flush(self) -> None:
+        """Write what the protocol queued, at the end of this loop iteration."""
+
+    def websocket_done(self, stream_id: int) -> None:
+        """The WebSocket's application finished: release the h2 stream."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -42,7 +58,7 @@ def _settings_for(config: Config) -> WebSocketSettings:
 
 
 def start_websocket_stream(
-    handler: HTTP2Handler, stream_id: int, scope: Scope
+    handler: H2StreamHost, stream_id: int, scope: Scope
 ) -> H2WebSocketChannel:
     """Validate an extended CONNECT and start the app (or answer the invalid handshake)."""
     channel = H2WebSocketChannel(handler, stream_id)
@@ -85,7 +101,7 @@ class H2WebSocketChannel:
         "stream_id",
     )
 
-    def __init__(self, handler: HTTP2Handler, stream_id: int) -> None:
+    def __init__(self, handler: H2StreamHost, stream_id: int) -> None:
         self.handler = handler
         self.stream_id = stream_id
         self.stream: WebSocketStream | None = None

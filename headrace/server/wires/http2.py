@@ -18,7 +18,7 @@ neutral calls into h2 frames; ``send()`` waits on it while the peer's flow-contr
 the socket is full.
 
 Extended CONNECT requests with ``:protocol websocket`` (RFC 8441) run the shared WebSocket
-stream layer over the h2 stream (see :mod:`headrace.server.http2_websocket`).
+stream layer over the h2 stream (see :mod:`headrace.server.wires.websocket_h2`).
 
 Output is coalesced: everything produced while handling one read is written at its end, and
 writes triggered by application tasks are batched into one ``transport.write`` per event-loop
@@ -45,13 +45,14 @@ from urllib.parse import unquote
 
 from headrace._types import Message, Scope
 from headrace.server.handler import ConnectionHandler, UpgradeRequest
-from headrace.server.http2_websocket import start_websocket_stream
+from headrace.server.protocols.chunked import ChunkedBody
 from headrace.server.protocols.fields import check_response_field
 from headrace.server.protocols.http2 import ErrorCode, H2Protocol, H2Settings, Headers
 from headrace.server.protocols.http11 import date_header_value
 from headrace.server.proxy import apply_trusted_headers
 from headrace.server.streams.http import COMPLETE, PENDING, START, STREAMING, HTTPStream
 from headrace.server.tls import connection_tls_extension
+from headrace.server.wires.websocket_h2 import start_websocket_stream
 
 if TYPE_CHECKING:
     from headrace.server.connection import Connection
@@ -137,76 +138,6 @@ def start_http2(
     else:
         handler.flush()
     return handler
-
-
-class ChunkedBody:
-    """Decodes an HTTP/1.1 chunked body (the rare ``Upgrade: h2c`` request that has one)."""
-
-    __slots__ = ("_buffer", "_remaining", "_state", "body", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.body = bytearray()
-        self._buffer = bytearray()
-        self._state = "size"
-        self._remaining = 0
-
-    def feed(self, data: bytes) -> bytes | None:
-        """Add bytes; the bytes after the body once it is complete, else None (ValueError)."""
-        self._buffer += data
-        while True:
-            step = getattr(self, "_step_" + self._state)
-            if not step():
-                return None
-            if self._state == "done":
-                return bytes(self._buffer)
-
-    def _line(self) -> bytes | None:
-        end = self._buffer.find(b"\r\n")
-        if end < 0:
-            if len(self._buffer) > 4096:
-                raise ValueError("chunk line too long")
-            return None
-        line = bytes(self._buffer[:end])
-        del self._buffer[: end + 2]
-        return line
-
-    def _step_size(self) -> bool:
-        line = self._line()
-        if line is None:
-            return False
-        size = int(line.split(b";", 1)[0].strip(), 16)
-        if size < 0 or len(self.body) + size > self.limit:
-            raise ValueError("chunk too large")
-        self._state, self._remaining = ("trailers", 0) if size == 0 else ("data", size)
-        return True
-
-    def _step_data(self) -> bool:
-        take = min(self._remaining, len(self._buffer))
-        self.body += self._buffer[:take]
-        del self._buffer[:take]
-        self._remaining -= take
-        if self._remaining:
-            return False
-        self._state = "crlf"
-        return True
-
-    def _step_crlf(self) -> bool:
-        if len(self._buffer) < 2:
-            return False
-        if self._buffer[:2] != b"\r\n":
-            raise ValueError("missing CRLF after chunk")
-        del self._buffer[:2]
-        self._state = "size"
-        return True
-
-    def _step_trailers(self) -> bool:
-        line = self._line()
-        if line is None:
-            return False
-        if not line:
-            self._state = "done"
-        return True
 
 
 class HTTP2Handler:

@@ -44,7 +44,7 @@ import httptools
 
 from headrace._types import Scope
 from headrace.server.connection import Connection
-from headrace.server.handler import UpgradeRequest, http2_starter, websocket_starter
+from headrace.server.handler import UpgradeRequest
 from headrace.server.protocols.http11 import (
     CONNECTION,
     CONTENT_LENGTH,
@@ -61,6 +61,7 @@ from headrace.server.protocols.http11 import (
     split_target,
     status_line,
 )
+from headrace.server.proxy import apply_trusted_headers
 from headrace.server.streams.http import STREAMING, HTTPStream
 from headrace.server.tls import connection_tls_extension
 
@@ -434,8 +435,6 @@ class HTTP11Handler:
     def _apply_trusted_headers(
         self, client: Any, scheme: str, root_path: str
     ) -> tuple[Any, str, str]:
-        from headrace.server.proxy import apply_trusted_headers
-
         return apply_trusted_headers(self.state, self._headers, client, scheme, root_path)
 
     # -- upgrades --------------------------------------------------------------------------
@@ -451,7 +450,7 @@ class HTTP11Handler:
         # otherwise the request is served as plain HTTP/1.1.
         settings = sum(1 for name, _ in self._headers if name == b"http2-settings")
         h2c_allowed = self.config.http2 and not self.conn.is_tls and settings == 1
-        if upgrade == b"h2c" and h2c_allowed and http2_starter() is not None:
+        if upgrade == b"h2c" and h2c_allowed and self.conn.wires.http2 is not None:
             request = UpgradeRequest(method, self._url, list(self._headers), http_version, b"")
             self._upgrade = _PendingUpgrade("h2c", None, request)
             return True
@@ -475,7 +474,7 @@ class HTTP11Handler:
     def _run_upgrade(self, pending: _PendingUpgrade, trailing: bytes) -> None:
         self.conn.resume_reading()
         if pending.protocol == "websocket":
-            starter = websocket_starter()
+            starter = self.conn.wires.websocket
             if starter is None or pending.scope is None:
                 self._reject(501, "Not Implemented: WebSocket support is not installed")
                 return
@@ -483,7 +482,7 @@ class HTTP11Handler:
             self._clear_deadline()
             self.conn.switch_handler(starter(self.conn, pending.scope, trailing))
             return
-        h2_starter = http2_starter()
+        h2_starter = self.conn.wires.http2
         handler = h2_starter(self.conn, trailing, pending.request) if h2_starter else None
         if handler is None:
             self._reject(501, "Not Implemented: HTTP/2 is not available")
@@ -493,7 +492,7 @@ class HTTP11Handler:
         self.conn.switch_handler(handler)
 
     def _start_http2_preface(self, data: bytes) -> bool:
-        starter = http2_starter()
+        starter = self.conn.wires.http2
         handler = starter(self.conn, data, None) if starter is not None else None
         if handler is None:
             self._reject(505, "HTTP Version Not Supported")

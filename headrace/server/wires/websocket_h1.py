@@ -1,0 +1,177 @@
+"""The WebSocket wire over HTTP/1.1: the upgraded socket as a :class:`WebSocketTransport`.
+
+Theory of operation
+-------------------
+The HTTP/1.1 wire (:mod:`headrace.server.wires.http11`) hands a request with
+``Upgrade: websocket`` to :func:`start_websocket` with its complete ASGI websocket scope and the
+bytes that followed the request head. The handshake is validated here (an invalid one is
+answered ``400``/``426`` in HTTP/1.1 framing and never reaches the application); a valid one
+starts the shared :class:`~headrace.server.streams.websocket.WebSocketStream`, which becomes
+the connection's handler. :class:`Http11WebSocketTransport` is all this wire adds: the ``101``
+head, denial responses, and the socket's reading, writing and half-close.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from headrace._types import Scope
+from headrace.server.protocols.http11 import reason_phrase
+from headrace.server.protocols.websocket import (
+    HandshakeError,
+    HandshakeRequest,
+    accept_response_head,
+    validate_request,
+)
+from headrace.server.streams.websocket import WebSocketSettings, WebSocketStream
+
+if TYPE_CHECKING:
+    from headrace.server.config import Config
+    from headrace.server.connection import Connection
+    from headrace.server.handler import ConnectionHandler
+
+
+def denial_response(
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    server_header: bytes | None = None,
+) -> bytes:
+    """A complete HTTP/1.1 response that ends the connection (used for handshake denials)."""
+    phrase = reason_phrase(status).encode("latin-1")
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, phrase)]
+    if server_header:
+        lines.append(b"Server: " + server_header + b"\r\n")
+    lines.extend(
+        name + b": " + value + b"\r\n"
+        for name, value in headers
+        if name.lower() not in (b"content-length", b"connection", b"transfer-encoding")
+    )
+    lines.append(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+    lines.append(body)
+    return b"".join(lines)
+
+
+def handshake_error_response(error: HandshakeError, server_header: bytes | None = None) -> bytes:
+    """The HTTP/1.1 answer to an invalid opening handshake."""
+    body = (error.message + "\n").encode("utf-8")
+    headers = [*error.headers, (b"content-type", b"text/plain; charset=utf-8")]
+    return denial_response(error.status, headers, body, server_header)
+
+
+class Http11WebSocketTransport:
+    """:class:`WebSocketTransport` over an upgraded HTTP/1.1 :class:`Connection`."""
+
+    __slots__ = ("_connection", "_key", "_server_header", "write")
+
+    def __init__(self, connection: Connection, key: bytes, server_header: bytes | None) -> None:
+        self._connection = connection
+        self._key = key
+        self._server_header = server_header
+        self.write: Callable[[bytes], None] = connection.write
+
+    @property
+    def write_paused(self) -> bool:
+        return self._connection.write_paused
+
+    async def wait_writable(self) -> None:
+        await self._connection.drain()
+
+    def send_accept(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self._connection.write(accept_response_head(self._key, headers, self._server_header))
+
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self._connection.write(denial_response(status, headers, body, self._server_header))
+        self._connection.close()
+
+    def pause_reading(self) -> None:
+        self._connection.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._connection.resume_reading()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def write_eof(self) -> None:
+        connection = self._connection
+        if not connection.closed and connection.transport.can_write_eof():
+            connection.transport.write_eof()
+        else:
+            connection.close()
+
+
+class _RejectedHandshake:
+    """Handler for a socket whose handshake was refused: the response is out, ignore the rest."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        return None
+
+    def eof_received(self) -> None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        return None
+
+    def writing_resumed(self) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    def is_idle(self) -> bool:
+        return True
+
+
+@functools.lru_cache(maxsize=8)
+def _settings_for(config: Config) -> WebSocketSettings:
+    return WebSocketSettings.from_config(config)
+
+
+def _complete_scope(scope: Scope, handshake: HandshakeRequest) -> None:
+    scheme = scope.get("scheme")
+    if scheme in ("http", "https"):
+        scope["scheme"] = "wss" if scheme == "https" else "ws"
+    scope["subprotocols"] = handshake.subprotocols
+    extensions = scope.get("extensions")
+    if extensions is None:
+        extensions = scope["extensions"] = {}
+    extensions.setdefault("websocket.http.response", {})
+
+
+def start_websocket(
+    connection: Connection, scope: Scope, trailing_data: bytes
+) -> ConnectionHandler:
+    """The HTTP/1.1 upgrade hook (see ``headrace.server.handler``): validate, then run the app.
+
+    ``scope`` is the complete ASGI websocket scope of a GET request with ``Upgrade: websocket``;
+    an invalid handshake is answered 400/426 here and never reaches the app.
+    """
+    state = connection.state
+    settings = _settings_for(state.config)
+    try:
+        if scope.get("http_version") == "1.0":
+            raise HandshakeError(400, "WebSocket needs HTTP/1.1 (RFC 6455 section 4.1)")
+        handshake = validate_request(b"GET", scope["headers"])
+    except HandshakeError as error:
+        response = handshake_error_response(error, settings.server_header)
+        connection.write(response)
+        connection.close()
+        if state.access_log is not None:
+            path = scope.get("path", "")
+            state.access_log.http(connection.client, "GET", path, error.status, len(response))
+        return _RejectedHandshake()
+    assert handshake.key is not None
+    _complete_scope(scope, handshake)
+    transport = Http11WebSocketTransport(connection, handshake.key, settings.server_header)
+    stream = WebSocketStream(
+        transport, scope, state.app, handshake, settings, access_log=state.access_log
+    )
+    state.track_task(stream.start())
+    if trailing_data:
+        stream.data_received(trailing_data)
+    return stream
