@@ -28,11 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from headrace.exceptions import ConfigError as ConfigError  # the one class; re-exported here
+
 OptionAction = Literal["store", "store_true", "append", "positional"]
-
-
-class ConfigError(ValueError):
-    """An option value is invalid; the message names the option."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from headrace._types import ASGIApp
 from headrace.server.accesslog import AccessLogger
 from headrace.server.config import Config
+from headrace.server.settings import ProtocolSettings
 
 logger = logging.getLogger("headrace.server")
 
@@ -46,6 +47,7 @@ class ServerState:
         "lifespan_state",
         "root_path",
         "server_header",
+        "settings",
         "shutting_down",
         "tasks",
     )
@@ -54,6 +56,7 @@ class ServerState:
         self, config: Config, app: ASGIApp, access_log: AccessLogger | None = None
     ) -> None:
         self.config = config
+        self.settings = ProtocolSettings.from_config(config)
         self.app = app
         self.access_log = access_log
         self.lifespan_state: dict[str, Any] = {}

@@ -45,6 +45,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headrace.exceptions import ConfigError
+
 DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
 """TLS 1.2 suites offered by default (TLS 1.3 suites are always on and all acceptable)."""
 
@@ -80,7 +82,7 @@ _PEM_CERTIFICATE = re.compile(
 )
 
 
-class TLSConfigError(ValueError):
+class TLSConfigError(ConfigError):
     """A TLS option is invalid or a certificate/key file cannot be used."""
 
 

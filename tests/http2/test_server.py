@@ -429,6 +429,28 @@ async def test_limits_apply_to_http2_streams() -> None:
     assert response.status == 413
 
 
+async def test_declared_body_over_the_limit_is_413_before_the_app_runs() -> None:
+    """As over HTTP/1.1: a Content-Length above the limit is answered before any body."""
+    calls: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        calls.append(scope["path"])
+        await echo_app(scope, receive, send)
+
+    async with (
+        serve(app, max_request_body_size=1000) as (port, _),
+        h2_client(port) as client,
+    ):
+        headers = [(b"content-length", b"5000")]
+        stream_id = client.start("/upload", "POST", headers, end_stream=False)
+        response = await client.response(stream_id)
+        small = await client.request("/small", "POST", body=b"z" * 10)
+    assert response.status == 413
+    assert response.body == b"Content Too Large\n"
+    assert small.status == 200
+    assert calls == ["/small"]
+
+
 async def test_idle_connection_is_closed_with_goaway() -> None:
     async with (
         serve(echo_app, timeout_keep_alive=0.3) as (port, _),

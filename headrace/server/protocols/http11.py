@@ -125,7 +125,7 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
 
 def decode_path(raw_path: bytes) -> str:
     """Percent-decode a raw path into the ASGI ``path`` (UTF-8, invalid bytes replaced)."""
-    text = raw_path.decode("ascii")
+    text = raw_path.decode("latin-1")  # HTTP/1.1 targets are ASCII; HTTP/2 may hold obs-text
     return unquote(text) if "%" in text else text
 
 

@@ -134,14 +134,13 @@ class CachingDecoder(Decoder):
         table = self.header_table
         entries = table.dynamic_entries
         first = entries[0] if entries else None
-        before = (len(entries), table.maxsize, table._current_size)
+        before = (len(entries), table.maxsize)
         headers = list(self.decode(data, raw=True))
+        # Every insertion puts a new entry first, every eviction shortens the table (or comes
+        # with an insertion), a size update changes maxsize: these three see any change,
+        # through hpack's public attributes only.
         after_first = entries[0] if entries else None
-        unchanged = after_first is first and before == (
-            len(entries),
-            table.maxsize,
-            table._current_size,
-        )
+        unchanged = after_first is first and before == (len(entries), table.maxsize)
         if not unchanged:
             self.cache.clear()
         cacheable = unchanged and len(data) <= self.MAX_CACHED_BLOCK

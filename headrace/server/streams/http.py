@@ -21,6 +21,12 @@ calls ``sink.pause_body()`` (stop reading the socket / stop opening the HTTP/2 w
 ``sink.resume_body()`` once ``receive()`` drained the queue. ``Expect: 100-continue`` is
 answered lazily, on the app's first ``receive()``, and never once a final response started.
 After the response completes, or the client left, ``receive()`` returns ``http.disconnect``.
+
+Server limits are decided here for every wire, from ``state.settings.limits``: a request the
+server answers itself before any app runs (:func:`refusal`: ``413`` for a declared body above
+``--max-request-body-size``, ``503`` beyond ``--limit-concurrency``), and a body that grows past
+the limit while it streams (:meth:`HTTPStream.body_exceeds_limit`, then
+:meth:`HTTPStream.refuse_body`). The wire only frames the answer.
 """
 
 from __future__ import annotations
@@ -41,6 +47,29 @@ START, PENDING, STREAMING, COMPLETE = 0, 1, 2, 3
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 _ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+
+ERROR_MESSAGES = {
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+"""The text of the answers the server gives itself (the wire frames them)."""
+
+
+def refusal(state: ServerState, content_length: int | None, counted: bool = True) -> int:
+    """The status the server answers a new request with instead of running the app, or 0.
+
+    ``content_length``: the declared body size, when the request has one. ``counted``: the
+    request would run under ``--limit-concurrency`` (WebSocket upgrades do not).
+    """
+    limits = state.settings.limits
+    limit = limits.max_body_size
+    if limit and content_length is not None and content_length > limit:
+        return 413
+    concurrency = limits.limit_concurrency
+    if counted and concurrency is not None and state.active_requests >= concurrency:
+        return 503
+    return 0
 
 
 class ResponseSink(Protocol):
@@ -79,6 +108,7 @@ class HTTPStream:
     __slots__ = (
         "_body",
         "_body_paused",
+        "_body_received",
         "_body_size",
         "_close_timer",
         "_final_delivered",
@@ -115,6 +145,7 @@ class HTTPStream:
         self.expect_continue = expect_continue
         self._body: list[bytes] = []
         self._body_size = 0
+        self._body_received = 0
         self._body_paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._final_delivered = False
@@ -134,6 +165,23 @@ class HTTPStream:
             self.sink.pause_body()
         self._wake()
 
+    def body_exceeds_limit(self, length: int) -> bool:
+        """Count ``length`` more received body bytes; True once past ``--max-request-body-size``.
+
+        Called by the wire only when a limit is set (no cost otherwise)."""
+        self._body_received += length
+        return self._body_received > self.state.settings.limits.max_body_size
+
+    def refuse_body(self) -> None:
+        """The body outgrew the limit: answer ``413`` (or cut a started response off) and stop
+        listening to the client; the app sees ``http.disconnect``."""
+        if self.response_state == START:
+            self.send_error(413, b"Content Too Large\n")
+        elif self.response_state != COMPLETE:
+            self.response_state = COMPLETE
+            self.sink.abort()
+        self.feed_disconnect()
+
     def feed_end(self) -> None:
         self.request_complete = True
         self._wake()
@@ -146,7 +194,7 @@ class HTTPStream:
         self._wake()
         task = self.task
         if task is not None and not task.done() and self._close_timer is None:
-            timeout = self.state.config.application_close_timeout
+            timeout = self.state.settings.limits.application_close_timeout
             loop = task.get_loop()
             self._close_timer = loop.call_later(timeout, self._kill_app)
 
@@ -156,7 +204,7 @@ class HTTPStream:
         task = loop.create_task(self.run())
         self.task = task
         self.state.tasks.add(task)  # run() removes it in its finally
-        http_timeout = self.state.config.http_timeout
+        http_timeout = self.state.settings.limits.http_timeout
         if http_timeout is not None:
             self._timer = loop.call_later(http_timeout, self._on_http_timeout)
         return task

@@ -38,7 +38,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
 
 import httptools
 
@@ -55,14 +54,13 @@ from headrace.server.protocols.http11 import (
     SERVER,
     TRANSFER_ENCODING,
     date_header_line,
-    decode_path,
     header_line,
     simple_response,
     split_target,
     status_line,
 )
-from headrace.server.proxy import apply_trusted_headers
-from headrace.server.streams.http import STREAMING, HTTPStream
+from headrace.server.streams.http import ERROR_MESSAGES, STREAMING, HTTPStream, refusal
+from headrace.server.streams.scope import http_scope, websocket_scope
 from headrace.server.tls import connection_tls_extension
 
 logger = logging.getLogger("headrace.server.http11")
@@ -112,7 +110,6 @@ class HTTP11Handler:
     __slots__ = (
         "_active",
         "_body_paused",
-        "_body_received",
         "_chunked",
         "_closing",
         "_deadline",
@@ -127,6 +124,7 @@ class HTTP11Handler:
         # response state of the active stream
         "_keep_alive",
         "_late_request",
+        "_limits",
         "_lingering",
         "_max_head_size",
         "_no_body",
@@ -154,12 +152,12 @@ class HTTP11Handler:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
-        self._max_head_size = self.config.max_request_header_size
+        limits = self._limits = conn.state.settings.limits
+        self._max_head_size = limits.max_header_size
         server = conn.state.server_header
         self._server_line = b"server: " + server + b"\r\n" if server else b""
         self._head_incomplete = False
         self._parsing: HTTPStream | None = None
-        self._body_received = 0
         self._active: HTTPStream | None = None
         self._pipeline: deque[tuple[HTTPStream, bool] | _PendingUpgrade] = deque()
         self._upgrade: _PendingUpgrade | None = None
@@ -179,7 +177,7 @@ class HTTP11Handler:
         self._chunked = False
         self._no_body = False
         self._remaining = -1
-        self._set_deadline("keep-alive", self.config.timeout_keep_alive)
+        self._set_deadline("keep-alive", self._limits.keep_alive_timeout)
         if self._closing:
             # Accepted before the drain closed the listener but made after it began (the
             # accept callback ran first): its request is already on its way, as in shutdown().
@@ -294,7 +292,6 @@ class HTTP11Handler:
         self._url = b""
         self._headers = []
         self._head_size = 0
-        self._body_received = 0
         self._deadline_kind = ""  # no keep-alive deadline while a request arrives
         self._head_incomplete = True
 
@@ -343,9 +340,10 @@ class HTTP11Handler:
             raise _RejectRequest(400, "Bad Request: missing Host header")
         if not self._url.isascii():
             raise _RejectRequest(400, "Bad Request: non-ASCII request target")
-        limit = self.config.max_request_body_size
-        if limit and content_length > limit:
-            raise _RejectRequest(413, "Content Too Large")
+        if content_length and self._limits.max_body_size:
+            status = refusal(self.state, content_length, counted=False)
+            if status:
+                raise _RejectRequest(status, ERROR_MESSAGES[status])
         if upgrade == b"websocket" and not (method == "GET" and parser.should_upgrade()):
             # RFC 6455 §4.1: GET plus Connection: upgrade; never hand a broken handshake to the app.
             raise _RejectRequest(400, "Bad Request: WebSocket upgrade needs GET + Connection")
@@ -356,9 +354,10 @@ class HTTP11Handler:
             and self._prepare_upgrade(upgrade, scope, method, http_version)
         ):
             return
-        limit_concurrency = self.config.limit_concurrency
-        if limit_concurrency is not None and self.state.active_requests >= limit_concurrency:
-            raise _RejectRequest(503, "Service Unavailable")
+        if self._limits.limit_concurrency is not None:
+            status = refusal(self.state, None)
+            if status:
+                raise _RejectRequest(status, ERROR_MESSAGES[status])
         stream = HTTPStream(
             self.state,
             scope,
@@ -386,10 +385,8 @@ class HTTP11Handler:
         stream = self._parsing
         if stream is None:
             return
-        self._body_received += len(body)
-        limit = self.config.max_request_body_size
-        if limit and self._body_received > limit:
-            raise _RejectRequest(413, "Content Too Large")
+        if self._limits.max_body_size and stream.body_exceeds_limit(len(body)):
+            raise _RejectRequest(413, ERROR_MESSAGES[413])
         stream.feed_body(body)
 
     def on_message_complete(self) -> None:
@@ -398,7 +395,7 @@ class HTTP11Handler:
             self._parsing = None
             stream.feed_end()
         if self._active is None and not self._pipeline and not self._closing:
-            self._set_deadline("keep-alive", self.config.timeout_keep_alive)
+            self._set_deadline("keep-alive", self._limits.keep_alive_timeout)
 
     # -- scopes ----------------------------------------------------------------------------
 
@@ -409,33 +406,19 @@ class HTTP11Handler:
             raw_path, query = target, b""
         else:
             raw_path, query = split_target(target)
-        client: Any = conn.client
-        scheme = conn.scheme
-        root_path = self.state.root_path
-        headers = self._headers
-        if proxied:
-            client, scheme, root_path = self._apply_trusted_headers(client, scheme, root_path)
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": http_version,
-            "method": method,
-            "scheme": scheme,
-            "path": decode_path(raw_path),
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": root_path,
-            "headers": headers,
-            "client": client,
-            "server": conn.server,
-            "state": self.state.lifespan_state.copy(),
-            "extensions": {"tls": connection_tls_extension(conn.transport)} if conn.is_tls else {},
-        }
-
-    def _apply_trusted_headers(
-        self, client: Any, scheme: str, root_path: str
-    ) -> tuple[Any, str, str]:
-        return apply_trusted_headers(self.state, self._headers, client, scheme, root_path)
+        return http_scope(
+            self.state,
+            http_version=http_version,
+            method=method,
+            scheme=conn.scheme,
+            raw_path=raw_path,
+            query_string=query,
+            headers=self._headers,
+            client=conn.client,
+            server=conn.server,
+            extensions={"tls": connection_tls_extension(conn.transport)} if conn.is_tls else {},
+            proxied=proxied,
+        )
 
     # -- upgrades --------------------------------------------------------------------------
 
@@ -443,7 +426,7 @@ class HTTP11Handler:
         self, upgrade: bytes, scope: Scope, method: str, http_version: str
     ) -> bool:
         if upgrade == b"websocket" and method == "GET":
-            ws_scope = _websocket_scope(scope)
+            ws_scope = websocket_scope(scope)
             self._upgrade = _PendingUpgrade("websocket", ws_scope, None)
             return True
         # h2c is cleartext-only and needs exactly one HTTP2-Settings (RFC 7540 §3.2, §3.2.1);
@@ -530,7 +513,7 @@ class HTTP11Handler:
         if self._closing:
             self._close()
         elif self._parsing is None:
-            self._set_deadline("keep-alive", self.config.timeout_keep_alive)
+            self._set_deadline("keep-alive", self._limits.keep_alive_timeout)
 
     def _update_reading(self) -> None:
         if self._body_paused or len(self._pipeline) >= MAX_PIPELINE:
@@ -747,29 +730,3 @@ def _chosen_upgrade(value: bytes) -> bytes:
         if known in offers:
             return known
     return offers[0]
-
-
-def _websocket_scope(http_scope: Scope) -> Scope:
-    """The ASGI websocket scope for an HTTP/1.1 upgrade request."""
-    subprotocols: list[str] = []
-    for name, value in http_scope["headers"]:
-        if name == b"sec-websocket-protocol":
-            subprotocols.extend(
-                part.strip() for part in value.decode("latin-1").split(",") if part.strip()
-            )
-    return {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": http_scope["http_version"],
-        "scheme": "wss" if http_scope["scheme"] in ("https", "wss") else "ws",
-        "path": http_scope["path"],
-        "raw_path": http_scope["raw_path"],
-        "query_string": http_scope["query_string"],
-        "root_path": http_scope["root_path"],
-        "headers": http_scope["headers"],
-        "client": http_scope["client"],
-        "server": http_scope["server"],
-        "subprotocols": subprotocols,
-        "state": http_scope["state"],
-        "extensions": {k: v for k, v in http_scope["extensions"].items() if k == "tls"},
-    }

@@ -41,7 +41,6 @@ import binascii
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote
 
 from headrace._types import Message, Scope
 from headrace.server.handler import ConnectionHandler, UpgradeRequest
@@ -49,8 +48,15 @@ from headrace.server.protocols.chunked import ChunkedBody
 from headrace.server.protocols.fields import check_response_field
 from headrace.server.protocols.http2 import ErrorCode, H2Protocol, H2Settings, Headers
 from headrace.server.protocols.http11 import date_header_value
-from headrace.server.proxy import apply_trusted_headers
-from headrace.server.streams.http import COMPLETE, PENDING, START, STREAMING, HTTPStream
+from headrace.server.streams.http import (
+    ERROR_MESSAGES,
+    PENDING,
+    START,
+    STREAMING,
+    HTTPStream,
+    refusal,
+)
+from headrace.server.streams.scope import http_scope, websocket_scope
 from headrace.server.tls import connection_tls_extension
 from headrace.server.wires.websocket_h2 import start_websocket_stream
 
@@ -94,30 +100,13 @@ class H2StreamEnd(Protocol):
     def shutdown(self) -> None: ...
 
 
-def settings_from_config(config: Any) -> H2Settings:
-    """H2 limits from the server config (fields absent from an older config keep defaults)."""
-    values: dict[str, Any] = {}
-    for field, option in (
-        ("max_concurrent_streams", "http2_max_concurrent_streams"),
-        ("initial_window_size", "http2_initial_window_size"),
-        ("max_header_list_size", "max_request_header_size"),
-    ):
-        value = getattr(config, option, None)
-        if value:
-            values[field] = value
-    return H2Settings(**values)
-
-
-def http2_enabled(config: Any) -> bool:
-    return bool(getattr(config, "http2", True))
-
-
 def start_http2(
     connection: Connection, initial_data: bytes, upgrade: UpgradeRequest | None
 ) -> ConnectionHandler | None:
     """Take the connection over as HTTP/2 (see :mod:`headrace.server.handler`)."""
-    if not http2_enabled(connection.state.config):
-        return None
+    settings = connection.state.settings.http2
+    if settings is None:
+        return None  # HTTP/2 is off (--no-http2)
     body_length = _upgrade_body_length(upgrade) if upgrade is not None else 0
     if upgrade is not None and (
         body_length is None
@@ -125,7 +114,7 @@ def start_http2(
         or _header(upgrade.headers, b"http2-settings") is None
     ):
         return None
-    handler = HTTP2Handler(connection)
+    handler = HTTP2Handler(connection, settings)
     if upgrade is not None:
         assert body_length is not None
         handler.await_upgrade_body(upgrade, body_length)
@@ -143,19 +132,19 @@ def start_http2(
 class HTTP2Handler:
     """One HTTP/2 connection (see the module docstring)."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, settings: H2Settings) -> None:
         self.connection = connection
         self.state: ServerState = connection.state
         self.loop = connection.loop
-        self.protocol = H2Protocol(self, settings_from_config(self.state.config))
+        self.protocol = H2Protocol(self, settings)
         self.streams: dict[int, H2StreamEnd] = {}
         self._flush_scheduled = False
         self._tls_extension: dict[str, Any] | None = self._build_tls_extension()
-        config = self.state.config
-        self._proxy_headers_enabled = bool(config.proxy_headers)
-        self._limit_concurrency: int | None = config.limit_concurrency
-        self._max_body: int = config.max_request_body_size
-        self._idle_timeout: float = config.timeout_keep_alive
+        limits = self.state.settings.limits
+        self._proxy_headers_enabled = self.state.config.proxy_headers
+        self._max_body: int = limits.max_body_size
+        self._idle_timeout: float = limits.keep_alive_timeout
+        self._limited = bool(limits.max_body_size) or limits.limit_concurrency is not None
         self._last_activity = self.loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._upgrade: UpgradeRequest | None = None
@@ -361,11 +350,13 @@ class HTTP2Handler:
         scope = self._http_scope(pseudo, regular)
         sink = H2ResponseSink(self, stream_id, head_only=scope["method"] == "HEAD")
         stream = H2RequestStream(self.state, scope, sink, has_body=not end_stream)
-        limit = self._limit_concurrency
-        if limit is not None and self.state.active_requests >= limit:
-            stream.send_error(503, b"Service Unavailable\n")
-            self.protocol.stream_finished(stream_id)
-            return
+        if self._limited:
+            declared = _content_length(regular) if self._max_body and not end_stream else None
+            status = refusal(self.state, declared)
+            if status:
+                stream.send_error(status, (ERROR_MESSAGES[status] + "\n").encode())
+                self.protocol.stream_finished(stream_id)
+                return
         self.streams[stream_id] = stream
         stream.start(self.loop)
 
@@ -377,7 +368,7 @@ class HTTP2Handler:
             # Plain CONNECT (no tunnels here), another protocol, or a WebSocket with no stream.
             self._reject(stream_id, 405 if protocol is None else 400 if end_stream else 501)
             return
-        scope = self._websocket_scope(pseudo, regular)
+        scope = websocket_scope(self._http_scope(pseudo, regular))
         channel = start_websocket_stream(self, stream_id, scope)
         if not channel.done:  # a refused handshake is over already: nothing to track
             self.streams[stream_id] = channel
@@ -393,8 +384,12 @@ class HTTP2Handler:
             return
         if data:
             stream.feed_body(data)
-            limit = self._max_body
-            if limit and isinstance(stream, H2RequestStream) and stream.body_over(len(data), limit):
+            if (
+                self._max_body
+                and isinstance(stream, H2RequestStream)
+                and stream.body_exceeds_limit(len(data))
+            ):
+                stream.refuse_body()
                 return
         if end_stream:
             stream.feed_end()
@@ -429,48 +424,25 @@ class HTTP2Handler:
 
     # -- scopes --------------------------------------------------------------------------
 
-    def _base_scope(self, pseudo: dict[bytes, bytes], regular: Headers, scheme: str) -> Scope:
-        raw_target = pseudo.get(b":path", b"/")
-        raw_path, _, query = raw_target.partition(b"?")
-        extensions: dict[str, Any] = {}
+    def _http_scope(self, pseudo: dict[bytes, bytes], regular: Headers) -> Scope:
+        raw_path, _, query = pseudo.get(b":path", b"/").partition(b"?")
+        extensions: dict[str, Any] = {name: {} for name in HTTP2_EXTENSIONS}
         if self._tls_extension is not None:
             extensions["tls"] = self._tls_extension
-        client: Any = self.connection.client
-        root_path = self.state.root_path
-        if self._proxy_headers_enabled or _has_proxy_header(regular):
-            client, scheme, root_path = apply_trusted_headers(
-                self.state, regular, client, scheme, root_path
-            )
-        return {
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "2",
-            "scheme": scheme,
-            "path": _decode_path(raw_path),
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": root_path,
-            "headers": regular,
-            "client": client,
-            "server": self.connection.server,
-            "state": self.state.lifespan_state.copy(),
-            "extensions": extensions,
-        }
-
-    def _http_scope(self, pseudo: dict[bytes, bytes], regular: Headers) -> Scope:
-        scope = self._base_scope(pseudo, regular, self.connection.scheme)
-        scope["type"] = "http"
-        scope["method"] = pseudo[b":method"].decode("latin-1")
-        extensions = scope["extensions"]
-        for name in HTTP2_EXTENSIONS:
-            extensions[name] = {}
-        return scope
-
-    def _websocket_scope(self, pseudo: dict[bytes, bytes], regular: Headers) -> Scope:
-        scope = self._base_scope(pseudo, regular, "wss" if self.connection.is_tls else "ws")
-        scope["type"] = "websocket"
-        scope["subprotocols"] = _subprotocols(regular)
-        scope["extensions"]["websocket.http.response"] = {}
-        return scope
+        connection = self.connection
+        return http_scope(
+            self.state,
+            http_version="2",
+            method=pseudo[b":method"].decode("latin-1"),
+            scheme=connection.scheme,
+            raw_path=raw_path,
+            query_string=query,
+            headers=regular,
+            client=connection.client,
+            server=connection.server,
+            extensions=extensions,
+            proxied=self._proxy_headers_enabled or _has_proxy_header(regular),
+        )
 
 
 class H2ResponseSink:
@@ -568,7 +540,7 @@ class H2ResponseSink:
 class H2RequestStream(HTTPStream):
     """The shared HTTP stream, plus the ASGI extensions only HTTP/2 offers here."""
 
-    __slots__ = ("_body_received", "_trailers", "_trailers_expected")
+    __slots__ = ("_trailers", "_trailers_expected")
 
     sink: H2ResponseSink
 
@@ -578,20 +550,6 @@ class H2RequestStream(HTTPStream):
         super().__init__(state, scope, sink, has_body)
         self._trailers_expected = False
         self._trailers: Headers = []
-        self._body_received = 0
-
-    def body_over(self, length: int, limit: int) -> bool:
-        """Count a received chunk; past ``limit`` answer 413 (or abort) and drop the request."""
-        self._body_received += length
-        if self._body_received <= limit:
-            return False
-        if self.response_state == START:
-            self.send_error(413, b"Content Too Large\n")
-        elif self.response_state != COMPLETE:
-            self.response_state = COMPLETE
-            self.sink.abort()
-        self.feed_disconnect()
-        return True
 
     async def run(self) -> None:
         """Run the app; then release the h2 stream (no done-callback round trip)."""
@@ -720,15 +678,18 @@ def _has_proxy_header(headers: Headers) -> bool:
     return any(name in PROXY_HEADERS for name, _ in headers)
 
 
-def _decode_path(raw_path: bytes) -> str:
-    text = raw_path.decode("latin-1")
-    return unquote(text, encoding="utf-8", errors="replace") if "%" in text else text
-
-
 def _header(headers: Iterable[tuple[bytes, bytes]], wanted: bytes) -> bytes | None:
     for name, value in headers:
         if name.lower() == wanted:
             return value
+    return None
+
+
+def _content_length(headers: Headers) -> int | None:
+    """The declared body size (the protocol layer already checked the field)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
     return None
 
 
@@ -760,12 +721,3 @@ def _upgrade_headers(upgrade: UpgradeRequest) -> Headers:
         if lowered not in UPGRADE_ONLY:
             headers.append((lowered, value))
     return headers
-
-
-def _subprotocols(headers: Headers) -> list[str]:
-    protocols: list[str] = []
-    for name, value in headers:
-        if name == b"sec-websocket-protocol":
-            text = value.decode("latin-1")
-            protocols.extend(part.strip() for part in text.split(",") if part.strip())
-    return protocols

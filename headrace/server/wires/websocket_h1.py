@@ -13,7 +13,6 @@ head, denial responses, and the socket's reading, writing and half-close.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,14 +20,12 @@ from headrace._types import Scope
 from headrace.server.protocols.http11 import reason_phrase
 from headrace.server.protocols.websocket import (
     HandshakeError,
-    HandshakeRequest,
     accept_response_head,
     validate_request,
 )
-from headrace.server.streams.websocket import WebSocketSettings, WebSocketStream
+from headrace.server.streams.websocket import WebSocketStream
 
 if TYPE_CHECKING:
-    from headrace.server.config import Config
     from headrace.server.connection import Connection
     from headrace.server.handler import ConnectionHandler
 
@@ -127,22 +124,6 @@ class _RejectedHandshake:
         return True
 
 
-@functools.lru_cache(maxsize=8)
-def _settings_for(config: Config) -> WebSocketSettings:
-    return WebSocketSettings.from_config(config)
-
-
-def _complete_scope(scope: Scope, handshake: HandshakeRequest) -> None:
-    scheme = scope.get("scheme")
-    if scheme in ("http", "https"):
-        scope["scheme"] = "wss" if scheme == "https" else "ws"
-    scope["subprotocols"] = handshake.subprotocols
-    extensions = scope.get("extensions")
-    if extensions is None:
-        extensions = scope["extensions"] = {}
-    extensions.setdefault("websocket.http.response", {})
-
-
 def start_websocket(
     connection: Connection, scope: Scope, trailing_data: bytes
 ) -> ConnectionHandler:
@@ -152,7 +133,7 @@ def start_websocket(
     an invalid handshake is answered 400/426 here and never reaches the app.
     """
     state = connection.state
-    settings = _settings_for(state.config)
+    settings = state.settings.websocket
     try:
         if scope.get("http_version") == "1.0":
             raise HandshakeError(400, "WebSocket needs HTTP/1.1 (RFC 6455 section 4.1)")
@@ -166,7 +147,7 @@ def start_websocket(
             state.access_log.http(connection.client, "GET", path, error.status, len(response))
         return _RejectedHandshake()
     assert handshake.key is not None
-    _complete_scope(scope, handshake)
+    scope["subprotocols"] = handshake.subprotocols
     transport = Http11WebSocketTransport(connection, handshake.key, settings.server_header)
     stream = WebSocketStream(
         transport, scope, state.app, handshake, settings, access_log=state.access_log

@@ -23,7 +23,6 @@ HTTP/2 handler feeds:
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import TYPE_CHECKING, Protocol
 
 from headrace._types import Scope
@@ -32,7 +31,6 @@ from headrace.server.protocols.websocket import HandshakeError, validate_request
 from headrace.server.streams.websocket import WebSocketSettings, WebSocketStream
 
 if TYPE_CHECKING:
-    from headrace.server.config import Config
     from headrace.server.connection import Connection
     from headrace.server.state import ServerState
 
@@ -52,11 +50,6 @@ class H2StreamHost(Protocol):
         """The WebSocket's application finished: release the h2 stream."""
 
 
-@functools.lru_cache(maxsize=8)
-def _settings_for(config: Config) -> WebSocketSettings:
-    return WebSocketSettings.from_config(config)
-
-
 def start_websocket_stream(
     handler: H2StreamHost, stream_id: int, scope: Scope
 ) -> H2WebSocketChannel:
@@ -71,7 +64,7 @@ def start_websocket_stream(
         return channel
     scope["subprotocols"] = handshake.subprotocols
     state = handler.state
-    settings: WebSocketSettings = _settings_for(state.config)
+    settings: WebSocketSettings = state.settings.websocket
     stream = WebSocketStream(
         channel,
         scope,
