@@ -9,6 +9,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import (
     ContinuationFrame,
@@ -22,6 +23,13 @@ from hyperframe.frame import (
 )
 
 from headrace.server.protocols.http2 import PREFACE, H2Protocol, H2Settings, split_request_headers
+from headrace.server.protocols.http2_states import (
+    TRANSITIONS,
+    IllegalTransition,
+    StreamEvent,
+    StreamState,
+    next_state,
+)
 
 REQUEST = [
     (b":method", b"GET"),
@@ -523,3 +531,47 @@ def test_frames_in_flight_after_our_reset_are_dropped() -> None:
     pair.server.receive_data(late)
     assert pair.server.data_to_send() == b""  # no RST_STREAM, no GOAWAY
     assert pair.recorder.terminated == []
+
+
+def test_stream_state_table_follows_rfc9113_section_5_1() -> None:
+    s, e = StreamState, StreamEvent
+    lifecycle = [e.RECV_HEADERS, e.RECV_END_STREAM, e.SEND_END_STREAM]
+    state = s.IDLE
+    seen = []
+    for event in lifecycle:
+        state = next_state(state, event)
+        seen.append(state)
+    assert seen == [s.OPEN, s.HALF_CLOSED_REMOTE, s.CLOSED]
+    assert next_state(s.OPEN, e.SEND_END_STREAM) is s.HALF_CLOSED_LOCAL
+    assert next_state(s.HALF_CLOSED_LOCAL, e.RECV_END_STREAM) is s.CLOSED
+    for state in (s.OPEN, s.HALF_CLOSED_LOCAL, s.HALF_CLOSED_REMOTE):
+        assert next_state(state, e.RECV_RST_STREAM) is s.CLOSED
+    for illegal in [
+        (s.IDLE, e.RECV_END_STREAM),
+        (s.HALF_CLOSED_REMOTE, e.RECV_END_STREAM),
+        (s.HALF_CLOSED_LOCAL, e.SEND_END_STREAM),
+        (s.CLOSED, e.RECV_HEADERS),
+    ]:
+        assert illegal not in TRANSITIONS
+        with pytest.raises(IllegalTransition):
+            next_state(*illegal)
+
+
+def test_protocol_streams_move_through_the_state_table() -> None:
+    pair = Pair()
+    assert pair.server.stream_state(1) is StreamState.IDLE
+    pair.client.send_headers(1, [(b":method", b"POST"), *REQUEST[1:]])
+    pair.pump()
+    assert pair.server.stream_state(1) is StreamState.OPEN
+    pair.server.send_headers(1, 200, [], end_stream=True)
+    assert pair.server.stream_state(1) is StreamState.HALF_CLOSED_LOCAL
+    pair.client.send_data(1, b"body", end_stream=True)
+    pair.pump()
+    assert pair.server.stream_state(1) is StreamState.CLOSED  # known while its app runs
+    pair.server.stream_finished(1)
+    assert pair.server.stream_state(1) is StreamState.CLOSED
+    pair.client.send_headers(3, REQUEST, end_stream=True)
+    pair.pump()
+    assert pair.server.stream_state(3) is StreamState.HALF_CLOSED_REMOTE
+    pair.server.reset_stream(3)
+    assert pair.server.stream_state(3) is StreamState.CLOSED

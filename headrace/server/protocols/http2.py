@@ -81,6 +81,13 @@ from headrace.server.protocols.http2_headers import (
     validate_request,
     validate_trailers,
 )
+from headrace.server.protocols.http2_states import (
+    LOCAL_CLOSED,
+    REMOTE_CLOSED,
+    StreamEvent,
+    StreamState,
+    next_state,
+)
 
 __all__ = [
     "PREFACE",
@@ -248,7 +255,12 @@ class TokenBucket:
 
 
 class _Stream:
-    """Per-stream state: ends, windows, body accounting and queued output."""
+    """Per-stream state: RFC 9113 §5.1 state, windows, body accounting and queued output.
+
+    ``state`` changes only through :meth:`apply` (the table in
+    :mod:`~headrace.server.protocols.http2_states`); ``remote_closed`` and ``local_closed`` are
+    read-only views of it, kept as plain attributes for the hot path.
+    """
 
     __slots__ = (
         "announce",
@@ -262,6 +274,7 @@ class _Stream:
         "recv_window",
         "remote_closed",
         "send_window",
+        "state",
         "trailers",
         "unacked",
     )
@@ -273,6 +286,7 @@ class _Stream:
         self.unacked = 0
         self.announce = 0
         self.counted = True
+        self.state = StreamState.IDLE
         self.remote_closed = False
         self.local_closed = False
         self.content_length: int | None = None
@@ -283,6 +297,12 @@ class _Stream:
 
     def queued_bytes(self) -> int:
         return sum(len(chunk) for chunk in self.chunks)
+
+    def apply(self, event: StreamEvent) -> None:
+        """Move along the RFC 9113 §5.1 table (IllegalTransition if the move is not in it)."""
+        state = self.state = next_state(self.state, event)
+        self.remote_closed = state in REMOTE_CLOSED
+        self.local_closed = state in LOCAL_CLOSED
 
 
 def _frame(frame_type: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -358,7 +378,7 @@ class H2Protocol:
         except ConnectionError_ as error:
             raise ValueError(f"invalid HTTP2-Settings: {error}") from error
         stream = self._new_stream(1)
-        stream.remote_closed = True
+        stream.apply(StreamEvent.RECV_END_STREAM)  # the HTTP/1.1 request was complete
         self._highest = 1
         self._live.add(1)
         pseudo, regular = split_request_headers(headers)
@@ -596,7 +616,8 @@ class H2Protocol:
             self._reset(stream_id, ErrorCode.REFUSED_STREAM)
             return
         stream = self._new_stream(stream_id)
-        stream.remote_closed = end_stream
+        if end_stream:
+            stream.apply(StreamEvent.RECV_END_STREAM)
         if head.size > self.settings.max_header_list_size:
             self._answer_and_close(stream, 431, b"Request Header Fields Too Large\n")
             return
@@ -619,6 +640,7 @@ class H2Protocol:
 
     def _new_stream(self, stream_id: int) -> _Stream:
         stream = _Stream(stream_id, self._peer_initial_window, self.settings.initial_window_size)
+        stream.apply(StreamEvent.RECV_HEADERS)
         self._streams[stream_id] = stream
         self._open_streams += 1
         return stream
@@ -645,7 +667,7 @@ class H2Protocol:
     def _end_remote(self, stream: _Stream) -> None:
         if stream.content_length is not None and stream.received != stream.content_length:
             raise StreamError(stream.id, ErrorCode.PROTOCOL_ERROR, "content-length mismatch")
-        stream.remote_closed = True
+        stream.apply(StreamEvent.RECV_END_STREAM)
         if stream.id in self._live:
             self.listener.on_data(stream.id, b"", True)
         self._maybe_forget(stream)
@@ -724,6 +746,7 @@ class H2Protocol:
         if stream is None:
             self._spend_control_budget()
             return
+        stream.apply(StreamEvent.RECV_RST_STREAM)
         self._release(stream)
         if stream_id in self._live:
             self._spend_reset_budget()
@@ -877,7 +900,7 @@ class H2Protocol:
         return stream
 
     def _maybe_forget(self, stream: _Stream) -> None:
-        if stream.remote_closed and stream.local_closed:
+        if stream.state is StreamState.CLOSED:
             self._uncount(stream)  # closed for the protocol, even if its app still runs
             if stream.id not in self._live:
                 self._pop_stream(stream.id)
@@ -927,7 +950,7 @@ class H2Protocol:
             self._end_local(stream)
 
     def _end_local(self, stream: _Stream) -> None:
-        stream.local_closed = True
+        stream.apply(StreamEvent.SEND_END_STREAM)
         self._maybe_forget(stream)
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> bool:
@@ -1003,9 +1026,17 @@ class H2Protocol:
         self._out.append(_frame(RST_STREAM, 0, stream_id, _U32.pack(error_code)))
         stream = self._pop_stream(stream_id, reset_by_us=True)
         if stream is not None:
+            stream.apply(StreamEvent.SEND_RST_STREAM)
             self._release(stream)
             if stream_id in self._live:
                 self.listener.on_reset(stream_id, error_code)
+
+    def stream_state(self, stream_id: int) -> StreamState:
+        """The RFC 9113 §5.1 state of a stream (IDLE above every id seen, CLOSED once gone)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            return stream.state
+        return StreamState.IDLE if stream_id > self._highest else StreamState.CLOSED
 
     def queued_bytes(self, stream_id: int) -> int:
         stream = self._streams.get(stream_id)
