@@ -504,10 +504,6 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
-    @property
-    def forwarded_trusts_all(self) -> bool:
-        return "*" in self.forwarded_allow_ips
-
 
 def option_fields() -> list[tuple[str, OptionSpec, Any]]:
     """(field name, spec, default) for every option, in declaration order."""

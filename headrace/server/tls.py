@@ -314,10 +314,3 @@ def connection_tls_extension(transport: Any) -> dict[str, Any] | None:
         return extension
     numbers = cipher_suite_numbers(context) if isinstance(context, ssl.SSLContext) else None
     return tls_scope_extension(ssl_object, None, numbers)
-
-
-def negotiated_protocol(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
-    """The ALPN protocol the handshake selected (``"h2"``, ``"http/1.1"``) or None."""
-    if ssl_object is None:
-        return None
-    return ssl_object.selected_alpn_protocol()

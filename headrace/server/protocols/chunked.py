@@ -27,11 +27,21 @@ class ChunkedBody:
         """Add bytes; the bytes after the body once it is complete, else None (ValueError)."""
         self._buffer += data
         while True:
-            step = getattr(self, "_step_" + self._state)
-            if not step():
+            if not self._step():
                 return None
             if self._state == "done":
                 return bytes(self._buffer)
+
+    def _step(self) -> bool:
+        """One step of the state machine; False when it needs more bytes."""
+        state = self._state
+        if state == "size":
+            return self._step_size()
+        if state == "data":
+            return self._step_data()
+        if state == "crlf":
+            return self._step_crlf()
+        return self._step_trailers()
 
     def _line(self) -> bytes | None:
         end = self._buffer.find(b"\r\n")

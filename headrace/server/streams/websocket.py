@@ -114,6 +114,9 @@ class WebSocketTransport(Protocol):
     def close(self) -> None:
         """Flush what was written, then close the connection (or end the HTTP/2 stream)."""
 
+    def write_eof(self) -> None:
+        """Stop writing but keep reading until the peer closes (a failed connection)."""
+
 
 class AccessLog(Protocol):
     def websocket(
@@ -455,11 +458,7 @@ class WebSocketStream:
 
     def _half_close(self) -> None:
         """Fail the connection: stop writing, read until the client closes (see transport)."""
-        write_eof: Callable[[], None] | None = getattr(self._transport, "write_eof", None)
-        if write_eof is not None:
-            write_eof()
-        else:
-            self._transport.close()
+        self._transport.write_eof()
 
     def eof_received(self) -> None:
         self.connection_lost(None)

@@ -171,6 +171,10 @@ class H2WebSocketChannel:
         self.handler.protocol.end_stream(self.stream_id)
         self.handler.schedule_flush()
 
+    def write_eof(self) -> None:
+        """Ending our side of the h2 stream is this wire's half-close."""
+        self.close()
+
     # -- fed by the HTTP/2 handler -------------------------------------------------------
 
     def feed_body(self, data: bytes) -> None:
