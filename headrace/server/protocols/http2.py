@@ -82,11 +82,12 @@ from headrace.server.protocols.http2_headers import (
     validate_trailers,
 )
 from headrace.server.protocols.http2_states import (
-    LOCAL_CLOSED,
-    REMOTE_CLOSED,
+    IS_LOCAL_CLOSED,
+    IS_REMOTE_CLOSED,
+    TABLE,
+    IllegalTransition,
     StreamEvent,
     StreamState,
-    next_state,
 )
 
 __all__ = [
@@ -300,9 +301,12 @@ class _Stream:
 
     def apply(self, event: StreamEvent) -> None:
         """Move along the RFC 9113 §5.1 table (IllegalTransition if the move is not in it)."""
-        state = self.state = next_state(self.state, event)
-        self.remote_closed = state in REMOTE_CLOSED
-        self.local_closed = state in LOCAL_CLOSED
+        state = TABLE[self.state][event]
+        if state is None:
+            raise IllegalTransition(f"{event.name} in state {self.state.name}")
+        self.state = state
+        self.remote_closed = IS_REMOTE_CLOSED[state]
+        self.local_closed = IS_LOCAL_CLOSED[state]
 
 
 def _frame(frame_type: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:

@@ -86,9 +86,12 @@ REMOTE_CLOSED = frozenset((S.HALF_CLOSED_REMOTE, S.CLOSED))
 LOCAL_CLOSED = frozenset((S.HALF_CLOSED_LOCAL, S.CLOSED))
 """States in which the server sends nothing more on the stream."""
 
-_TABLE: tuple[tuple[StreamState | None, ...], ...] = tuple(
+TABLE: tuple[tuple[StreamState | None, ...], ...] = tuple(
     tuple(TRANSITIONS.get((state, event)) for event in StreamEvent) for state in StreamState
 )
+"""``TABLE[state][event]``: :data:`TRANSITIONS` compiled (None where the move is illegal)."""
+IS_REMOTE_CLOSED: tuple[bool, ...] = tuple(state in REMOTE_CLOSED for state in StreamState)
+IS_LOCAL_CLOSED: tuple[bool, ...] = tuple(state in LOCAL_CLOSED for state in StreamState)
 
 
 class IllegalTransition(RuntimeError):
@@ -97,7 +100,7 @@ class IllegalTransition(RuntimeError):
 
 def next_state(state: StreamState, event: StreamEvent) -> StreamState:
     """The state ``event`` moves a stream in ``state`` to."""
-    following = _TABLE[state][event]
+    following = TABLE[state][event]
     if following is None:
         raise IllegalTransition(f"{event.name} in state {state.name}")
     return following
