@@ -166,6 +166,26 @@ async def test_concurrency_limit_answers_503(wire: Wire, tls: TLSMaterial) -> No
 # ---------------------------------------------------------------------- errors and disconnects
 
 
+@over(HTTP_WIRES)
+async def test_response_not_started_within_http_timeout_is_503(
+    wire: HTTPWire, tls: TLSMaterial
+) -> None:
+    never = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await read_body(receive)
+        try:
+            await never.wait()  # never answers
+        finally:
+            cancelled.set()
+
+    async with running(app, tls, http_timeout=0.5) as server:
+        reply = await wire.request(server, "/")
+        await asyncio.wait_for(cancelled.wait(), WAIT)
+    assert reply.status == 503, reply
+
+
 @over(ALL_WIRES)
 async def test_exception_before_the_response_is_500(wire: Wire, tls: TLSMaterial) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
