@@ -324,18 +324,16 @@ async def _h2(running: Running, tls: bool) -> AsyncIterator[LenientH2Client]:
 async def _h2_wait(
     client: LenientH2Client, stream_id: int, event: str = "done", limit: float = WAIT
 ) -> None:
-    response = client.responses[stream_id]
-    waiting = getattr(response, event)
-    closed = asyncio.ensure_future(client.closed.wait())
+    """Wait until the stream's ``event`` is set or the connection closes (at most ``limit``)."""
+    waiting: asyncio.Event = getattr(client.responses[stream_id], event)
+    waiters = {asyncio.ensure_future(waiting.wait()), asyncio.ensure_future(client.closed.wait())}
     try:
-        await asyncio.wait_for(
-            asyncio.wait(
-                {asyncio.ensure_future(waiting.wait()), closed}, return_when="FIRST_COMPLETED"
-            ),
-            limit,
-        )
+        _, pending = await asyncio.wait(waiters, timeout=limit, return_when="FIRST_COMPLETED")
+        if len(pending) == len(waiters):
+            raise TimeoutError(f"stream {stream_id}: no {event} within {limit} s")
     finally:
-        closed.cancel()
+        for waiter in waiters:
+            waiter.cancel()
 
 
 # ---------------------------------------------------------------------- streamed responses
