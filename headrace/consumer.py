@@ -33,13 +33,13 @@ import functools
 import inspect
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from contextvars import ContextVar
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
 
 from headrace import DEFAULT_CHANNEL_LAYER
 from headrace._types import ASGIApp, Message, Receive, Scope, Send
+from headrace.db import aclose_old_connections, database_sync_to_async, db_cleanup_enabled
 from headrace.exceptions import StopConsumer
 from headrace.layers import BaseChannelLayer, get_channel_layer
 
@@ -65,11 +65,6 @@ def get_handler_name(message: Message) -> str:
     if handler_name.startswith("_"):
         raise ValueError(f"Malformed type in message (leading underscore): {message['type']!r}")
     return handler_name
-
-
-db_cleanup_enabled: ContextVar[bool] = ContextVar("headrace_db_cleanup_enabled", default=True)
-"""False inside test communicators: consumers then leave Django's connections alone, so a
-``TestCase`` transaction is not closed under the test."""
 
 
 def _django_databases_configured() -> bool:
@@ -163,8 +158,6 @@ class AsyncConsumer:
         """Run the handler for ``message``."""
         handler = self._handler_for(message)
         if _django_databases_configured():
-            from headrace.db import aclose_old_connections
-
             await aclose_old_connections()
         await self._invoke(handler, message)
 
@@ -185,8 +178,6 @@ class AsyncConsumer:
 
     async def _run_in_thread(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if _django_databases_configured():
-            from headrace.db import database_sync_to_async
-
             return await database_sync_to_async(function)(*args, **kwargs)
         return await sync_to_async(function)(*args, **kwargs)
 

@@ -8,6 +8,10 @@ must do the same around itself: ``database_sync_to_async`` is asgiref's ``SyncTo
 ``close_old_connections`` before and after the wrapped function. Use it as a decorator or
 a wrapper; ``aclose_old_connections`` is the bare clean-up for code that uses Django's
 own async ORM methods (``aget``, ``acreate``) in long-lived consumers.
+
+The clean-up is switched off by :data:`db_cleanup_enabled` (a context variable, so per test):
+the test communicators set it to ``False`` so a ``TestCase`` transaction survives. It lives
+here, where the clean-up is, and :mod:`headrace.consumer` re-exports it.
 """
 
 from __future__ import annotations
@@ -15,19 +19,27 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import SyncToAsync, sync_to_async
 
-__all__ = ["DatabaseSyncToAsync", "aclose_old_connections", "database_sync_to_async"]
+__all__ = [
+    "DatabaseSyncToAsync",
+    "aclose_old_connections",
+    "database_sync_to_async",
+    "db_cleanup_enabled",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+db_cleanup_enabled: ContextVar[bool] = ContextVar("headrace_db_cleanup_enabled", default=True)
+"""False inside test communicators: consumers then leave Django's connections alone, so a
+``TestCase`` transaction is not closed under the test."""
+
 
 def _close_old_connections() -> None:
-    from headrace.consumer import db_cleanup_enabled
-
     if not db_cleanup_enabled.get():
         # Inside test communicators: leave a TestCase's transaction alone.
         return

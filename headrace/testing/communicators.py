@@ -9,7 +9,7 @@ crashed, its exception is raised from the next call, so a test sees the real err
 timeout. ``receive_nothing`` waits on an event set by the application's ``send`` (no polling).
 
 While an application runs under a communicator, consumers do not close Django database
-connections around handlers (the :data:`headrace.consumer.db_cleanup_enabled` context variable),
+connections around handlers (the :data:`headrace.db.db_cleanup_enabled` context variable),
 so Django's ``TestCase`` transactions survive, as with Channels' communicators.
 
 :class:`HttpCommunicator` and :class:`WebsocketCommunicator` build the scope and add protocol
@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlparse
 from asgiref.compatibility import guarantee_single_callable
 
 from headrace._types import ASGIApp, Message, Scope
-from headrace.consumer import db_cleanup_enabled
+from headrace.db import db_cleanup_enabled
 
 __all__ = ["ApplicationCommunicator", "HttpCommunicator", "WebsocketCommunicator"]
 

@@ -151,6 +151,8 @@ REPLIES = (
     b"~2\r\n:1\r\n:2\r\n"
     b"|1\r\n+ttl\r\n:3\r\n:99\r\n"
     b"!3\r\nBAD\r\n"
+    b"=8\r\ntxt:some\r\n"
+    b"(12345678901234567890\r\n"
 )
 
 
@@ -174,6 +176,8 @@ EXPECTED = [
     [1, 2],
     99,
     ("error", "BAD"),
+    b"some",
+    12345678901234567890,
 ]
 
 
@@ -269,3 +273,62 @@ def test_layers_run_on_uvloop(
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(roundtrip()) == [{"type": "direct"}, {"type": "group"}]
+
+
+async def test_connection_set_up_applies_client_settings(secure_server: SecureServer) -> None:
+    """The lean connection runs redis-py's set-up itself: AUTH, HELLO 3, CLIENT SETNAME, SELECT."""
+    name = f"headrace-wire-{unique_prefix()}"
+    client = redis.asyncio.Redis(
+        host="127.0.0.1",
+        port=secure_server.server.port,
+        password=PASSWORD,
+        db=5,
+        protocol=3,
+        client_name=name,
+    )
+    connection = await RespConnection.open(client)
+    try:
+        own = await asyncio.wait_for(connection.call(b"CLIENT", b"INFO"), TIMEOUT)
+        fields = dict(pair.split(b"=", 1) for pair in own.split() if b"=" in pair)
+        assert fields[b"name"] == name.encode()
+        assert fields[b"db"] == b"5"
+        assert fields[b"resp"] == b"3"
+    finally:
+        await connection.close()
+        await client.aclose()
+
+
+async def test_connection_set_up_refusals_are_clear(secure_server: SecureServer) -> None:
+    port = secure_server.server.port
+    unauthenticated = redis.asyncio.Redis(host="127.0.0.1", port=port, db=1)
+    wrong_db = redis.asyncio.Redis(host="127.0.0.1", port=port, password=PASSWORD, db=100000)
+    try:
+        with pytest.raises(redis.AuthenticationError):
+            await RespConnection.open(unauthenticated)
+        with pytest.raises(RedisConnectionError, match="SELECT"):
+            await RespConnection.open(wrong_db)
+    finally:
+        await unauthenticated.aclose()
+        await wrong_db.aclose()
+
+
+async def test_connection_closes_on_data_that_is_not_resp() -> None:
+    """A peer that is not Redis (or a corrupted stream) costs the connection, never the loop."""
+
+    async def not_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(not_redis, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = redis.asyncio.Redis(host="127.0.0.1", port=port, protocol=3)
+    try:
+        with pytest.raises(RedisConnectionError, match="lost"):
+            await asyncio.wait_for(RespConnection.open(client), TIMEOUT)  # during HELLO 3
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()

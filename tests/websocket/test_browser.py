@@ -1,14 +1,14 @@
 """Headless Chromium against a real headrace server: text, 70,000-byte binary, clean close, deflate.
 
 Required: the test FAILS when Chromium, node or playwright-core are missing
-(``scripts/install-test-deps`` installs them). The page script is the shared tool
-``../shared/tools/browser/browser_ws.js`` next to the repository's clone, wherever that is
-(resolved from this file, not the working directory); ``HEADRACE_BROWSER_WS_JS`` overrides it.
+(``scripts/install-test-deps`` installs them). The page script, ``browser_ws.js``, lives next to
+this file, so the test needs nothing outside the repository.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from pathlib import Path
@@ -20,12 +20,7 @@ from tests.websocket._support import echo_app, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / ".test-tools" / "node_modules"
-SCRIPT = Path(
-    os.environ.get(
-        "HEADRACE_BROWSER_WS_JS",
-        str(ROOT.parent / "shared" / "tools" / "browser" / "browser_ws.js"),
-    )
-)
+SCRIPT = Path(__file__).with_name("browser_ws.js")
 
 
 async def page_and_echo_app(scope: Any, receive: Any, send: Any) -> None:
@@ -78,8 +73,8 @@ async def test_chromium_echo_with_deflate() -> None:
         process = await asyncio.create_subprocess_exec(
             node,
             str(SCRIPT),
-            f"ws://127.0.0.1:{port}/",
             f"http://127.0.0.1:{port}/",
+            f"ws://127.0.0.1:{port}/",
             env={**os.environ, "NODE_PATH": str(NODE_MODULES), "CHROMIUM": chromium},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -92,8 +87,14 @@ async def test_chromium_echo_with_deflate() -> None:
                 await process.wait()
     text = output.decode(errors="replace")
     assert process.returncode == 0, text
-    assert "ws: text echo ok" in text
-    assert "ws: binary 70000B echo ok" in text
-    assert "close code=1000 wasClean=true" in text
-    assert 'extensions="permessage-deflate' in text
-    assert "RESULT: PASS" in text
+    report = json.loads(text.strip().splitlines()[-1])
+    assert "error" not in report, report
+    assert report["pageStatus"] == 200
+    assert report["fetchStatus"] == 200
+    assert report["fetchBody"] == "posted-from-chromium"
+    assert report["wsOpened"] is True
+    assert report["wsTextOk"] is True
+    assert report["wsBinaryOk"] is True
+    assert report["wsCloseCode"] == 1000
+    assert report["wsCloseClean"] is True
+    assert "permessage-deflate" in report["wsExtensions"]

@@ -20,9 +20,10 @@ membership of it are dropped, and a group left without local members is unsubscr
 for unknown local channels are discarded. Nothing grows with channels that have come and gone.
 
 *Connections.* Per shard and event loop, one subscriber and one publisher connection, both
-:class:`~headrace.layers.redis.wire.RespConnection`: redis-py opens them (TLS, auth, Sentinel),
-then the layer drives the socket itself — messages are parsed in ``data_received`` and handed to
-the waiting ``receive()`` in the same loop turn (this is where the latency win comes from).
+:class:`~headrace.layers.redis.wire.RespConnection`, which opens the socket itself with the
+client's settings (TLS, auth, Sentinel) and drives it directly — messages are parsed in
+``data_received`` and handed to the waiting ``receive()`` in the same loop turn (this is where the
+latency win comes from).
 ``PUBLISH`` is at most once: retried while it cannot be written, never after (a lost reply may
 hide a delivered message). With a Redis Cluster any node serves pub/sub, so a reconnect tries
 the configured node, then the startup nodes, then the cluster client's current topology.
@@ -149,7 +150,7 @@ class _Subscriber:
             await asyncio.shield(connection.lost)
             self.connection = None
             with contextlib.suppress(*RETRYABLE):
-                await connection.close()  # releases redis-py's side of the dead socket
+                await connection.close()  # closes our side of the dead socket
             if not self.state.closed:
                 await _call(self.layer.on_disconnect)
                 await backoff.wait()
@@ -205,7 +206,7 @@ class _Publisher:
         dead, self.connection = self.connection, None
         if dead is not None:
             with contextlib.suppress(*RETRYABLE):
-                await dead.close()  # releases redis-py's side of the dead socket
+                await dead.close()  # closes our side of the dead socket
         if self._opening is None:
             self._opening = asyncio.ensure_future(self.opener(None))
         opening = self._opening

@@ -5,36 +5,47 @@ Theory of operation
 redis-py reads a reply through several coroutine layers (``readline`` per RESP line, retry and
 observability wrappers, a pool checkout per command), and its pub/sub reader is a task woken once
 per message. On the pub/sub layer's send→receive path that overhead *is* the latency, so this
-module takes the connection over once it is set up:
+module owns these connections end to end:
 
-1. redis-py opens the connection (:meth:`RespConnection.open`): TCP, TLS or a Unix socket, AUTH,
-   HELLO, SELECT, Sentinel master discovery — every ``hosts`` shape and connection option keeps
-   working, because redis-py still does all of that.
-2. The transport is then switched to this :class:`asyncio.Protocol` (``transport.set_protocol``),
-   so bytes from Redis reach :meth:`data_received` directly — no reader task, no coroutine per
-   line. :class:`RespParser` parses every complete reply in the chunk at once.
-3. Commands are written straight to the transport and pipelined: each gets a future, resolved in
-   order by the replies. On a *subscriber* connection every reply (message, subscribe and
-   unsubscribe confirmations) goes to the ``on_push`` callback instead, called synchronously
-   from :meth:`data_received`, which lets the layer wake a waiting ``receive()`` in the same loop
-   turn the bytes arrived in.
+1. *Where and how* come from the layer's redis-py client, through public API only: its pool's
+   ``make_connection()`` builds an unconnected connection object whose attributes carry every
+   ``hosts`` option (host and port or Unix path, TLS context, credentials or credential
+   provider, RESP version, db, client name, timeouts, keepalive); a Sentinel-managed pool
+   names the current master (``get_master_address()``). That object never opens a socket.
+2. :meth:`RespConnection.open` opens the socket itself (``loop.create_connection`` or
+   ``create_unix_connection``) with this :class:`asyncio.Protocol`, so bytes from Redis reach
+   :meth:`data_received` directly — no reader task, no coroutine per line.
+   :class:`RespParser` parses every complete reply in the chunk at once.
+3. The set-up commands redis-py would send run on that connection before it is handed out:
+   ``HELLO 3`` (with ``AUTH`` when credentials are set) or ``AUTH``, then ``CLIENT SETNAME`` and
+   ``SELECT``. A refused AUTH raises redis-py's ``AuthenticationError``, any other refusal its
+   ``ConnectionError``, so the layer's retry logic treats them as before.
+4. Commands are written straight to the transport and pipelined: each gets a future, resolved in
+   order by the replies. On a *subscriber* connection every reply after set-up (message,
+   subscribe and unsubscribe confirmations) goes to the ``on_push`` callback instead, called
+   synchronously from :meth:`data_received`, which lets the layer wake a waiting ``receive()``
+   in the same loop turn the bytes arrived in.
 
-When the connection breaks, pending futures fail with redis-py's ``ConnectionError`` (so the
-layer's retry logic treats it like any other lost connection), :attr:`lost` completes, and the
-original stream protocol is told too, so redis-py's ``disconnect()`` can finish closing.
+When the connection breaks, pending futures fail with redis-py's ``ConnectionError``, and
+:attr:`lost` completes. A set-up that fails or is cancelled closes its socket at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.credentials import UsernamePasswordCredentialProvider
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from headrace.layers.redis.hosts import AnyRedis
 
@@ -98,14 +109,15 @@ class RespParser:
             raise _Incomplete
         kind = buffer[position]
         line, position = self._line(buffer, position)
-        if kind == 36:  # $ bulk string
+        if kind in (36, 61):  # $ bulk string, = verbatim string ("txt:" + text)
             length = int(line)
             if length < 0:
                 return None, position
             end = position + length
             if len(buffer) < end + 2:
                 raise _Incomplete
-            return bytes(buffer[position:end]), end + 2
+            start = position + 4 if kind == 61 else position
+            return bytes(buffer[start:end]), end + 2
         if kind == 124:  # | attribute: a map to skip, then the real reply
             for _ in range(2 * int(line)):
                 _, position = self._parse(buffer, position)
@@ -126,7 +138,7 @@ class RespParser:
     def _scalar(
         self, kind: int, line: bytes, buffer: bytearray, position: int
     ) -> tuple[Reply, int]:
-        if kind == 58:  # : integer
+        if kind in (58, 40):  # : integer, ( big number
             return int(line), position
         if kind == 43:  # + simple string
             return line, position
@@ -146,43 +158,150 @@ class RespParser:
         raise RedisConnectionError(f"unexpected RESP type byte {kind!r} from Redis")
 
 
+_AUTH_REFUSALS = (b"WRONGPASS", b"NOAUTH", b"ERR invalid password", b"ERR AUTH")
+CLOSE_TIMEOUT = 2.0
+
+
+def _settings_of(client: AnyRedis) -> tuple[aioredis.ConnectionPool, AbstractConnection]:
+    """The pool and an unconnected connection object holding every connection option."""
+    if not isinstance(client, aioredis.Redis):
+        raise TypeError(f"pub/sub connections need a plain or Sentinel client, not {client!r}")
+    pool = client.connection_pool
+    # redis-py leaves make_connection() unannotated; it returns the pool's connection_class.
+    settings: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
+    return pool, settings
+
+
+async def _credentials(settings: AbstractConnection) -> tuple[str, ...]:
+    provider = settings.credential_provider
+    if provider is None and (settings.username or settings.password):
+        provider = UsernamePasswordCredentialProvider(settings.username, settings.password)
+    if provider is None:
+        return ()
+    return tuple(await provider.get_credentials_async())
+
+
+def _refusal(command: str, error: ResponseError) -> RedisConnectionError:
+    """The exception redis-py would raise for a refused set-up command."""
+    text = str(error)
+    if command in ("AUTH", "HELLO") and text.encode().startswith(_AUTH_REFUSALS):
+        return AuthenticationError(f"Redis refused {command}: {text}")
+    return RedisConnectionError(f"Redis refused {command} while connecting: {text}")
+
+
 class RespConnection(asyncio.Protocol):
     """One Redis connection driven directly by this protocol (see the module docstring)."""
 
     def __init__(self, on_push: PushHandler | None = None) -> None:
-        self._on_push = on_push
+        self._wanted_push = on_push
+        self._on_push: PushHandler | None = None  # set once the set-up replies are read
         self._parser = RespParser()
         self._pending: deque[asyncio.Future[Reply]] = deque()
         self._transport: asyncio.Transport | None = None
-        self._original: asyncio.BaseProtocol | None = None
-        self._redis_connection: Any = None
         self._writable: asyncio.Event = asyncio.Event()
         self._writable.set()
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod
     async def open(cls, client: AnyRedis, on_push: PushHandler | None = None) -> RespConnection:
-        """Connect through ``client``'s pool settings (auth, TLS, Sentinel...), then take over.
+        """Connect with ``client``'s settings (auth, TLS, Unix socket, Sentinel...).
 
-        ``on_push`` makes this a subscriber connection: every reply goes to it."""
-        connection = client.connection_pool.make_connection()  # type: ignore[union-attr]
+        ``on_push`` makes this a subscriber connection: every reply after set-up goes to it."""
+        pool, settings = _settings_of(client)
+        protocol = await cls._connect(pool, settings, on_push)
         try:
-            await connection.connect()
-        except BaseException:
-            # Cancelled (or failed) after the socket opened, e.g. during AUTH/HELLO: close it
-            # now rather than leave an open socket to the garbage collector.
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+            async with asyncio.timeout(settings.socket_timeout):
+                await protocol._set_up(settings)
+        except BaseException as exc:
+            # Failed or cancelled during AUTH/HELLO/SELECT: close the socket now rather than
+            # leave it open for the garbage collector.
+            protocol._abort()
+            if isinstance(exc, TimeoutError):
+                raise RedisTimeoutError("Redis did not answer the connection set-up") from None
             raise
-        writer: asyncio.StreamWriter = connection._writer
-        # Not an isinstance check: uvloop's transports have the same API but other classes.
-        transport = cast(asyncio.Transport, writer.transport)
-        protocol = cls(on_push)
-        protocol._redis_connection = connection
-        protocol._original = transport.get_protocol()
-        protocol._transport = transport
-        transport.set_protocol(protocol)
+        protocol._on_push = protocol._wanted_push
         return protocol
+
+    @classmethod
+    async def _connect(
+        cls,
+        pool: aioredis.ConnectionPool,
+        settings: AbstractConnection,
+        on_push: PushHandler | None,
+    ) -> RespConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(settings.socket_connect_timeout):
+                if isinstance(settings, UnixDomainSocketConnection):
+                    _, protocol = await loop.create_unix_connection(
+                        lambda: cls(on_push), settings.path
+                    )
+                    return protocol
+                host, port = await cls._address(pool, settings)
+                ssl = settings.ssl_context.get() if isinstance(settings, SSLConnection) else None
+                transport, protocol = await loop.create_connection(
+                    lambda: cls(on_push), host, port, ssl=ssl
+                )
+        except TimeoutError:
+            raise RedisTimeoutError("timed out connecting to Redis") from None
+        protocol._tune_socket(transport, settings)
+        return protocol
+
+    @staticmethod
+    async def _address(
+        pool: aioredis.ConnectionPool, settings: AbstractConnection
+    ) -> tuple[str, int]:
+        if isinstance(pool, SentinelConnectionPool):
+            # Unannotated in redis-py; it returns the master's (host, port).
+            host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+            return str(host), int(port)
+        assert isinstance(settings, aioredis.Connection)
+        return settings.host, settings.port
+
+    def _tune_socket(self, transport: asyncio.BaseTransport, settings: AbstractConnection) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if isinstance(settings, aioredis.Connection) and settings.socket_keepalive:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                options = settings.socket_keepalive_options
+                for option, value in options.items() if isinstance(options, Mapping) else ():
+                    sock.setsockopt(socket.SOL_TCP, option, value)
+        except (OSError, TypeError):
+            self._abort()  # an invalid keepalive option: do not leave the socket open
+            raise
+
+    async def _set_up(self, settings: AbstractConnection) -> None:
+        """What redis-py's ``on_connect`` sends: HELLO/AUTH, CLIENT SETNAME, SELECT."""
+        credentials = await _credentials(settings)
+        if int(settings.protocol or 2) >= 3:
+            user_and_password = credentials if len(credentials) != 1 else ("default", *credentials)
+            auth = ("AUTH", *user_and_password) if credentials else ()
+            await self._set_up_command("HELLO", "3", *auth)
+        elif credentials:
+            await self._authenticate(credentials)
+        if settings.client_name:
+            await self._set_up_command("CLIENT", "SETNAME", settings.client_name)
+        if settings.db and int(settings.db):
+            await self._set_up_command("SELECT", str(settings.db))
+
+    async def _authenticate(self, credentials: tuple[str, ...]) -> None:
+        try:
+            await self.call(b"AUTH", *credentials)
+        except ResponseError as error:
+            if len(credentials) == 2 and "wrong number of arguments" in str(error):
+                # A Redis before 6 takes only a password.
+                await self._set_up_command("AUTH", credentials[1])
+                return
+            raise _refusal("AUTH", error) from None
+
+    async def _set_up_command(self, command: str, *args: str) -> None:
+        try:
+            await self.call(command, *args)
+        except ResponseError as error:
+            raise _refusal(command, error) from None
 
     @property
     def is_open(self) -> bool:
@@ -211,8 +330,19 @@ class RespConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Not an isinstance check: uvloop's transports have the same API but other classes.
+        self._transport = cast(asyncio.Transport, transport)
+
     def data_received(self, data: bytes) -> None:
-        replies = self._parser.feed(data)
+        try:
+            replies = self._parser.feed(data)
+        except (RedisConnectionError, ValueError) as exc:
+            # Not RESP: nothing after this point can be trusted, so the connection goes (its
+            # pending calls fail with ConnectionError and the layer reconnects).
+            logger.error("closing a Redis connection that sent unparseable data: %s", exc)
+            self._abort()
+            return
         if self._on_push is not None:
             for reply in replies:
                 try:
@@ -247,11 +377,19 @@ class RespConnection(asyncio.Protocol):
         if not self.lost.done():
             self.lost.set_result(None)
         self._writable.set()
-        if self._original is not None:
-            self._original.connection_lost(exc)  # lets redis-py's disconnect() finish
 
     async def close(self) -> None:
         """Close the connection and wait until the socket is closed."""
-        connection, self._redis_connection = self._redis_connection, None
-        if connection is not None:
-            await connection.disconnect()
+        transport = self._transport
+        if transport is None:
+            return
+        transport.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.lost), CLOSE_TIMEOUT)
+        except TimeoutError:
+            self._abort()  # the peer does not take the last bytes: drop them
+            await asyncio.shield(self.lost)
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
