@@ -217,3 +217,11 @@ class Site:
         if self.hub is not None:
             self.hub.close()
         asyncio.run(drop_spec_state(self.spec))
+
+
+async def open_websocket(url: str, **options: Any) -> Any:
+    """``websockets.connect`` as a coroutine (for ``create_task``: the handshake completes only
+    once the test-side worker answered ``websocket.connect``)."""
+    import websockets
+
+    return await websockets.connect(url, open_timeout=WAIT, **options)
