@@ -119,10 +119,15 @@ class Process:
 class InterfaceServer(Process):
     """``python -m headrace ... tests.interface.target:application`` on a free port."""
 
-    def __init__(self, spec: dict[str, Any], *options: str) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        *options: str,
+        target: str = "tests.interface.target:application",
+    ) -> None:
         self.port = free_port()
         command = [sys.executable, "-m", "headrace", "-b", "127.0.0.1", "-p", str(self.port)]
-        command += [*options, "tests.interface.target:application"]
+        command += [*options, target]
         super().__init__(command, spec, "server")
         self._wait_listening()
 
@@ -156,13 +161,17 @@ class WorkerProcess(Process):
 
 
 async def next_message(
-    layer: BaseChannelLayer, channel: str, path: str | None = None, timeout: float = WAIT
+    layer: BaseChannelLayer, channel: str, path: str | None = None
 ) -> dict[str, Any]:
-    """The next message on ``channel`` (skipping ones for other paths when ``path`` is given)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    """The next message on ``channel`` within :data:`WAIT` (skipping ones for other paths when
+    ``path`` is given)."""
+    async with asyncio.timeout(WAIT):
+        return await _next_for(layer, channel, path)
+
+
+async def _next_for(layer: BaseChannelLayer, channel: str, path: str | None) -> dict[str, Any]:
     while True:
-        remaining = deadline - asyncio.get_running_loop().time()
-        message = await asyncio.wait_for(layer.receive(channel), max(remaining, 0.01))
+        message = await layer.receive(channel)
         if path is None or message.get("path") == path:
             return message
 
@@ -170,7 +179,8 @@ async def next_message(
 async def nothing_on(layer: BaseChannelLayer, channel: str, path: str, within: float) -> bool:
     """True when no message for ``path`` arrives on ``channel`` within ``within`` seconds."""
     try:
-        await next_message(layer, channel, path, timeout=within)
+        async with asyncio.timeout(within):
+            await _next_for(layer, channel, path)
     except TimeoutError:
         return True
     return False
@@ -198,8 +208,8 @@ class Site:
         self.hub = Hub(self.spec) if kind == "ipc" else None
         self.processes: list[Process] = []
 
-    def server(self, *options: str) -> InterfaceServer:
-        server = InterfaceServer(self.spec, *options)
+    def server(self, *options: str, **keywords: str) -> InterfaceServer:
+        server = InterfaceServer(self.spec, *options, **keywords)
         self.processes.append(server)
         return server
 

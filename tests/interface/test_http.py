@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from headrace.asgi import backend_name
 from headrace.interface import DEFAULT_BODY_CHUNK_SIZE
-from headrace.interface.messages import SINGLE_READER_MARKER
 from headrace.layers.base import BaseChannelLayer
-from tests.interface.support import WAIT, InterfaceServer, next_message, nothing_on
+from tests.interface.support import WAIT, InterfaceServer, next_message
 
 REQUEST_KEYS = {
     "reply_channel",
@@ -38,7 +38,7 @@ def unique_path(name: str) -> str:
 
 def backend_body_channel(name: str) -> str:
     assert name.startswith("http.request.body?")
-    return name.replace("?", SINGLE_READER_MARKER)
+    return backend_name(name)
 
 
 async def raw_request(server: InterfaceServer, request: bytes) -> asyncio.StreamWriter:

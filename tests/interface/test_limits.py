@@ -51,7 +51,9 @@ async def test_a_full_request_channel_answers_503(make_site: Callable[..., Site]
             gets = [asyncio.create_task(client.get(server.url + path)) for _ in range(3)]
             done, pending = await asyncio.wait(gets, timeout=WAIT, return_when="FIRST_COMPLETED")
             while len(pending) > 1:
-                more, pending = await asyncio.wait(pending, timeout=WAIT, return_when="FIRST_COMPLETED")
+                more, pending = await asyncio.wait(
+                    pending, timeout=WAIT, return_when="FIRST_COMPLETED"
+                )
                 done |= more
             assert [task.result().status_code for task in done] == [503, 503]
             message = await next_message(layer, "http.request", path)

@@ -20,7 +20,9 @@ async def _echo(connection: Any, text: str) -> str:
     return answer
 
 
-async def test_sockets_stay_open_across_a_worker_restart(site: Site, server: InterfaceServer) -> None:
+async def test_sockets_stay_open_across_a_worker_restart(
+    site: Site, server: InterfaceServer
+) -> None:
     first = site.worker("v1")
     connection = await open_websocket(server.ws_url + unique_path("redeploy"))
     assert await _echo(connection, "one") == "v1:one"

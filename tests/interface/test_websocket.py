@@ -76,9 +76,21 @@ async def test_connect_echo_orders_and_disconnect(
     await connection.send("hello")
     await connection.send(b"\x00\x01")
     text = await next_message(layer, "websocket.receive", path)
-    assert text == {"reply_channel": reply, "path": path, "order": 1, "text": "hello", "bytes": None}
+    assert text == {
+        "reply_channel": reply,
+        "path": path,
+        "order": 1,
+        "text": "hello",
+        "bytes": None,
+    }
     data = await next_message(layer, "websocket.receive", path)
-    assert data == {"reply_channel": reply, "path": path, "order": 2, "text": None, "bytes": b"\x00\x01"}
+    assert data == {
+        "reply_channel": reply,
+        "path": path,
+        "order": 2,
+        "text": None,
+        "bytes": b"\x00\x01",
+    }
     await layer.send(reply, {"text": "echo:" + text["text"]})
     await layer.send(reply, {"bytes": data["bytes"][::-1]})
     assert await asyncio.wait_for(connection.recv(), WAIT) == "echo:hello"
