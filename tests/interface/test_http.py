@@ -234,3 +234,17 @@ async def test_a_bad_chunk_cuts_the_response_off(
             await getting
     assert await next_message(layer, "http.disconnect", path)
     await answered(server, layer, unique_path("after-bad-chunk"))
+
+
+async def test_http2_requests_travel_the_same_way(
+    server: InterfaceServer, layer: BaseChannelLayer
+) -> None:
+    path = unique_path("h2")
+    async with httpx.AsyncClient(http1=False, http2=True, timeout=WAIT) as client:
+        getting = asyncio.create_task(client.get(server.url + path))
+        message = await next_message(layer, "http.request", path)
+        assert set(message) == REQUEST_KEYS
+        assert message["http_version"] == "2"
+        await layer.send(message["reply_channel"], {"status": 200, "content": b"over h2"})
+        response = await getting
+    assert (response.http_version, response.content) == ("HTTP/2", b"over h2")
