@@ -54,7 +54,11 @@ def build_layer(spec: dict[str, Any]) -> BaseChannelLayer:
         return IPCChannelLayer(path=spec["path"], **options)
     from headrace.layers.redis import RedisChannelLayer
 
-    return RedisChannelLayer(hosts=[REDIS], prefix=spec["prefix"], **options)
+    hosts = [(REDIS[0], spec.get("redis_port", REDIS[1]))]
+    reconnect_timeout = spec.get("reconnect_timeout", 10.0)
+    return RedisChannelLayer(
+        hosts=hosts, prefix=spec["prefix"], reconnect_timeout=reconnect_timeout, **options
+    )
 
 
 def spec_from_environment() -> dict[str, Any]:
@@ -67,6 +71,8 @@ async def drop_spec_state(spec: dict[str, Any]) -> None:
     if spec["kind"] == "ipc":
         shutil.rmtree(os.path.dirname(spec["path"]), ignore_errors=True)
         return
+    if "redis_port" in spec:
+        return  # a Redis that does not run holds nothing
     import redis.asyncio as aioredis
 
     async with aioredis.Redis(host=REDIS[0], port=REDIS[1]) as raw:

@@ -8,8 +8,10 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
+import pytest
 import websockets
 
+from tests.conftest import free_port
 from tests.interface.support import WAIT, Site, next_message, nothing_on, open_websocket
 from tests.interface.test_http import answered, assert_no_traceback, unique_path
 
@@ -109,3 +111,19 @@ async def test_a_full_receive_channel_closes_1013(make_site: Callable[..., Site]
         assert await nothing_on(layer, "websocket.receive", path, within=0.5)
     finally:
         await layer.close()
+
+
+async def test_an_unreachable_layer_answers_503() -> None:
+    site = Site("redis", redis_port=free_port(), reconnect_timeout=0.5)
+    try:
+        server = site.server()
+        async with httpx.AsyncClient(timeout=WAIT) as client:
+            for _ in range(2):  # and the server goes on answering
+                response = await client.get(server.url + unique_path("down"))
+                assert response.status_code == 503
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await open_websocket(server.ws_url + unique_path("down"))
+        assert refused.value.response.status_code == 503
+        assert server.process.poll() is None
+    finally:
+        await asyncio.to_thread(site.close)
