@@ -301,12 +301,16 @@ class RedisChannelLayer(BaseChannelLayer):
         reader = resources.readers.get(channel)
         if reader is None:
             reader = resources.readers[channel] = QueueReader(channel)
-        while True:
-            expires, payload, _ = await reader.mailbox.get(
-                lambda: self._ensure_queue_reader(resources, reader)
-            )
-            if expires > now_ms():
-                return payload
+        try:
+            while True:
+                expires, payload, _ = await reader.mailbox.get(
+                    lambda: self._ensure_queue_reader(resources, reader)
+                )
+                if expires > now_ms():
+                    return payload
+        except BaseException:
+            _keep_returned_items(resources, reader)
+            raise
 
     async def _receive_local(self, resources: _CoreLoop, channel: str) -> bytes:
         nonlocal_name, suffix = _split_local(channel)
@@ -684,6 +688,20 @@ def _bind_hmget(client: AnyRedis, key: str) -> Callable[[], Awaitable[list[Any]]
         return values
 
     return call
+
+
+def _keep_returned_items(resources: _CoreLoop, reader: QueueReader) -> None:
+    """A cancelled receive puts the message it was just handed back into its reader's mailbox;
+    when that reader has meanwhile ended and was dropped (it saw no waiter left), the message
+    must move to the channel's current reader, or it would be lost with the old one."""
+    if not reader.mailbox.items or resources.readers.get(reader.channel) is reader:
+        return
+    current = resources.readers.get(reader.channel)
+    if current is None:
+        resources.readers[reader.channel] = reader
+        return
+    current.mailbox.items.extendleft(reversed(reader.mailbox.items))
+    reader.mailbox.items.clear()
 
 
 def _split_local(channel: str) -> tuple[str, str]:
