@@ -81,7 +81,9 @@ def select_channels(
 
 def consumer_name(consumer: Any) -> str:
     """A readable dotted name for a consumer in log lines."""
-    target = consumer if inspect.isroutine(consumer) or inspect.isclass(consumer) else type(consumer)
+    target = (
+        consumer if inspect.isroutine(consumer) or inspect.isclass(consumer) else type(consumer)
+    )
     module = getattr(target, "__module__", "?")
     return f"{module}.{getattr(target, '__qualname__', repr(target))}"
 
