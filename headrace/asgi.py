@@ -301,7 +301,12 @@ class AsgiChannelLayer:
     """The ASGI draft spec's synchronous channel layer over one async backend.
 
     ``backend`` is a :class:`~headrace.layers.base.BaseChannelLayer` or a callable returning
-    one (called on first use, so building the view costs nothing). See the module docs."""
+    one (called on first use, so building the view costs nothing). A backend given as an
+    instance belongs to the view: :meth:`close` closes it. One from a callable is shared (the
+    settings' wrappers get the modern manager's backend): :meth:`close` then releases only what
+    the backend holds on the view's loop (Redis connections, the IPC hub link), which the
+    backends release when that loop shuts down. ``owns_backend`` overrides the choice. See the
+    module docs."""
 
     MessageTooLarge: ClassVar[type[MessageTooLarge]] = MessageTooLarge
     ChannelFull: ClassVar[type[ChannelFull]] = ChannelFull
@@ -318,6 +323,7 @@ class AsgiChannelLayer:
         max_message_size: int = MAX_MESSAGE_SIZE,
         blocking_timeout: float = BLOCKING_TIMEOUT,
         poll_timeout: float = POLL_TIMEOUT,
+        owns_backend: bool | None = None,
     ) -> None:
         self.alias = alias
         self.max_message_size = max_message_size
@@ -328,6 +334,7 @@ class AsgiChannelLayer:
             self._factory: Callable[[], BaseChannelLayer] | None = None
         else:
             self._backend, self._factory = None, backend
+        self.owns_backend = self._factory is None if owns_backend is None else owns_backend
         self._lock = threading.Lock()
         self._runner: _LoopThread | None = None
         self._stash: dict[str, deque[Message]] = {}
@@ -359,7 +366,7 @@ class AsgiChannelLayer:
             return runner
         with self._lock:
             if self.closed:
-                raise ChannelLayerError(f"the ASGI channel layer {self.alias!r} is closed")
+                raise self._closed_error()
             if self._runner is None:
                 self._runner = _LoopThread(f"headrace-asgi-{self.alias}")
             return self._runner
@@ -377,12 +384,23 @@ class AsgiChannelLayer:
                 "synchronous channel layer call on the layer's own event loop; "
                 "await receive_async() or use the async backend (layer.backend) there"
             )
-        future = runner.submit(coroutine)
+        try:
+            future = runner.submit(coroutine)
+        except RuntimeError:  # the loop closed under us: close() ran on another thread
+            coroutine.close()
+            raise self._closed_error() from None
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if self.closed:  # close() cancelled what was still running
+                raise self._closed_error() from None
+            raise
         except BaseException:
             future.cancel()  # an interrupted caller cancels the call (backends lose nothing)
             raise
+
+    def _closed_error(self) -> ChannelLayerError:
+        return ChannelLayerError(f"the ASGI channel layer {self.alias!r} is closed")
 
     async def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Await ``coroutine`` on the view's loop from the caller's loop."""
@@ -540,14 +558,19 @@ class AsgiChannelLayer:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Send stashed messages back, close the backend, stop the loop thread. Idempotent;
+        """Send stashed messages back, close the backend if the view owns it, stop the loop
+        thread (the backends release their per-loop resources as it shuts down). Idempotent;
         later calls raise :class:`~headrace.exceptions.ChannelLayerError`."""
         with self._lock:
             if self.closed:
                 return
             self.closed = True
             runner, self._runner = self._runner, None
-        if runner is None or runner.in_thread():
+        if runner is None:
+            return
+        if runner.in_thread():  # called from a coroutine on the view's loop: finish later
+            task = runner.loop.create_task(self._shut_down())
+            task.add_done_callback(lambda _: runner.loop.stop())
             return
         future = runner.submit(self._shut_down())
         try:
@@ -562,7 +585,8 @@ class AsgiChannelLayer:
         if backend is None:
             return
         await self._return_stash(backend)
-        await backend.close()
+        if self.owns_backend:
+            await backend.close()
 
     async def _return_stash(self, backend: BaseChannelLayer) -> None:
         stash, self._stash = self._stash, {}

@@ -301,16 +301,33 @@ class RedisChannelLayer(BaseChannelLayer):
         reader = resources.readers.get(channel)
         if reader is None:
             reader = resources.readers[channel] = QueueReader(channel)
-        try:
-            while True:
+        while True:
+            try:
                 expires, payload, _ = await reader.mailbox.get(
                     lambda: self._ensure_queue_reader(resources, reader)
                 )
-                if expires > now_ms():
-                    return payload
-        except BaseException:
-            _keep_returned_items(resources, reader)
-            raise
+            except asyncio.CancelledError:
+                self._keep_returned(resources, reader)
+                raise
+            if expires > now_ms():
+                return payload
+
+    @staticmethod
+    def _keep_returned(resources: _CoreLoop, reader: QueueReader) -> None:
+        """A receive cancelled just after its reader handed it a message put the message back
+        in the reader's mailbox; the reader may have retired meanwhile (it had no waiter left),
+        so make sure the next receive of the channel finds the message, first in line."""
+        if not reader.mailbox.items:
+            return
+        current = resources.readers.get(reader.channel)
+        if current is None:
+            resources.readers[reader.channel] = reader  # restarted by the next waiting receive
+        elif current is not reader:
+            pending = [*reader.mailbox.items, *current.mailbox.items]
+            reader.mailbox.items.clear()
+            current.mailbox.items.clear()
+            for item in pending:
+                current.mailbox.deliver(item)
 
     async def _receive_local(self, resources: _CoreLoop, channel: str) -> bytes:
         nonlocal_name, suffix = _split_local(channel)
@@ -704,20 +721,6 @@ def _bind_hmget(client: AnyRedis, key: str) -> Callable[[], Awaitable[list[Any]]
         return values
 
     return call
-
-
-def _keep_returned_items(resources: _CoreLoop, reader: QueueReader) -> None:
-    """A cancelled receive puts the message it was just handed back into its reader's mailbox;
-    when that reader has meanwhile ended and was dropped (it saw no waiter left), the message
-    must move to the channel's current reader, or it would be lost with the old one."""
-    if not reader.mailbox.items or resources.readers.get(reader.channel) is reader:
-        return
-    current = resources.readers.get(reader.channel)
-    if current is None:
-        resources.readers[reader.channel] = reader
-        return
-    current.mailbox.items.extendleft(reversed(reader.mailbox.items))
-    reader.mailbox.items.clear()
 
 
 def _split_local(channel: str) -> tuple[str, str]:
