@@ -119,7 +119,7 @@ class AsgiRequest(http.HttpRequest):  # type: ignore[misc]  # Django is untyped 
         self._post_parse_error = False
         self._read_started = False
         self.resolver_match = None
-        self.script_name = content.get("root_path") or ""
+        self.script_name = content.get("root_path") or settings.FORCE_SCRIPT_NAME or ""
         full_path = content["path"]
         if isinstance(full_path, bytes):
             full_path = full_path.decode("utf-8")
@@ -176,10 +176,14 @@ class AsgiRequest(http.HttpRequest):  # type: ignore[misc]  # Django is untyped 
         spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # the request owns it
             max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
         )
-        spool.write(content.get("body") or b"")
-        body_channel = content.get("body_channel")
-        if body_channel:
-            self._read_body_channel(body_channel, spool)
+        try:
+            spool.write(content.get("body") or b"")
+            body_channel = content.get("body_channel")
+            if body_channel:
+                self._read_body_channel(body_channel, spool)
+        except BaseException:
+            spool.close()
+            raise
         if not self._content_length:
             self._content_length = spool.tell()
         spool.seek(0)

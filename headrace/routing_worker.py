@@ -103,6 +103,12 @@ def close_old_connections() -> None:
     close()
 
 
+def _stopping() -> bool:
+    """Whether the current task is being cancelled (the worker is stopping)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class RoutingWorker(ChannelWorker):
     """Runs the Channels-1 consumers of ``router`` for the messages of ``channel_layer`` (the
     Channels-1 view). ``channels`` defaults to every channel the router names plus
@@ -170,7 +176,7 @@ class RoutingWorker(ChannelWorker):
             receive.cancel()
             await asyncio.wait({receive})
             taken = not receive.cancelled() and receive.exception() is None
-            if taken and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            if taken and _stopping():
                 self._start(channel, receive.result())  # stopping: finish it, never drop it
         if receive.cancelled():
             return None
