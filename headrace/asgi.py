@@ -104,6 +104,8 @@ __all__ = [
     "check_message",
     "get_channel_layer",
     "require_valid_channel_name",
+    "require_valid_group_name",
+    "resolve_routing",
 ]
 
 logger = logging.getLogger("headrace.asgi")
