@@ -29,7 +29,6 @@ a socket that is already closing or closed is dropped quietly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -93,9 +92,7 @@ class WebSocketBridge:
         try:
             await self._forward_client()
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            reader.cancel()  # its receive() gives up its place; a reply after this is dropped
 
     # -- client → layer ---------------------------------------------------------------------
 

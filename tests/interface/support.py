@@ -144,9 +144,13 @@ class InterfaceServer(Process):
                 raise RuntimeError(f"server exited early:\n{self.output}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
+                    pass
             except OSError:
                 time.sleep(0.05)
+                continue
+            if "Listening on" in self.output:  # logged once the signal handlers are set up
+                return
+            time.sleep(0.05)
         raise TimeoutError(f"server did not listen:\n{self.output}")
 
     @property
