@@ -2,7 +2,9 @@
 
 ``CHANNEL_LAYERS`` (a Django setting, or a mapping given to :meth:`ChannelLayerManager.configure`
 when Django is not used) maps aliases to ``{"BACKEND": dotted path, "CONFIG": {...},
-"TEST_CONFIG": {...}}``. :data:`channel_layers` builds each alias's backend on first use and
+"TEST_CONFIG": {...}}``; an entry may also carry ``"ROUTING"``, which makes it a Channels-1
+layer as well (:mod:`headrace.asgi` reads it; the backend is built the same way and shared by
+both APIs). :data:`channel_layers` builds each alias's backend on first use and
 caches it; the cache is dropped when Django's ``setting_changed`` fires for ``CHANNEL_LAYERS``
 (``override_settings`` in tests). :func:`get_channel_layer` returns ``None`` for an alias that is
 not configured, so consumers work without any layer.
@@ -113,10 +115,6 @@ class ChannelLayerManager:
 
     def _make_backend(self, name: str, config: Mapping[str, Any]) -> BaseChannelLayer:
         alias = self._alias_config(name)
-        if "ROUTING" in alias:
-            raise InvalidChannelLayerError(
-                f"ROUTING key found for {name} - this is no longer needed since Channels 2."
-            )
         if "BACKEND" not in alias:
             raise InvalidChannelLayerError(f"No BACKEND specified for {name}")
         try:

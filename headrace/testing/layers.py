@@ -47,6 +47,10 @@ The contract checked here:
    ``MAX_NAME_LENGTH - 1`` work; str, bytes, int, float, bool, None, list and dict values and
    1 MB messages round-trip unchanged.
 9. **Close** — ``close()`` succeeds and may be called twice.
+
+The Channels-1 (ASGI draft spec) view over a backend, :class:`headrace.asgi.AsgiChannelLayer`,
+has its own suite, :class:`headrace.testing.asgi_layers.AsgiLayerConformance`; every backend
+runs both.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The public conformance suite run against the in-memory layer."""
+"""The public conformance suites (the async contract, the ASGI-1 view) on the in-memory layer."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from headrace.layers import InMemoryChannelLayer
 from headrace.layers.base import BaseChannelLayer
+from headrace.testing.asgi_layers import AsgiLayerConformance
 from headrace.testing.layers import ChannelLayerConformance
 
 
@@ -14,4 +15,11 @@ class TestInMemoryConformance(ChannelLayerConformance):
     expiry_grace = 0.2
 
     async def make_layer(self, **config: Any) -> BaseChannelLayer:
+        return InMemoryChannelLayer(**config)
+
+
+class TestInMemoryAsgiConformance(AsgiLayerConformance):
+    """The Channels-1 (ASGI draft) view over the in-memory layer."""
+
+    def make_backend(self, **config: Any) -> BaseChannelLayer:
         return InMemoryChannelLayer(**config)

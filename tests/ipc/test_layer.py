@@ -18,6 +18,7 @@ import pytest
 from headrace.exceptions import InvalidChannelLayerError
 from headrace.layers.base import BaseChannelLayer
 from headrace.layers.ipc import HubHost, IPCChannelLayer
+from headrace.testing.asgi_layers import AsgiLayerConformance
 from headrace.testing.layers import ChannelLayerConformance
 from tests.ipc.support import WAIT, until
 
@@ -32,6 +33,19 @@ class TestIPCConformance(ChannelLayerConformance):
         self.hub_path = hub_path
 
     async def make_layer(self, **config: Any) -> BaseChannelLayer:
+        return IPCChannelLayer(path=self.hub_path, **config)
+
+
+class TestIPCAsgiConformance(AsgiLayerConformance):
+    """The Channels-1 (ASGI draft) view over the IPC layer."""
+
+    shares_state_between_instances = True
+
+    @pytest.fixture(autouse=True)
+    def _private_hub(self, hub_path: str) -> None:
+        self.hub_path = hub_path
+
+    def make_backend(self, **config: Any) -> BaseChannelLayer:
         return IPCChannelLayer(path=self.hub_path, **config)
 
 
