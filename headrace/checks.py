@@ -24,7 +24,7 @@ __all__ = [
     "register_checks",
 ]
 
-_LAYER_KEYS = {"BACKEND", "CONFIG", "TEST_CONFIG"}
+_LAYER_KEYS = {"BACKEND", "CONFIG", "TEST_CONFIG", "ROUTING"}
 
 
 def check_app_order(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:

@@ -1,7 +1,16 @@
-"""The background worker: feeds messages from named channels into an application.
+"""The background workers' dispatch loop, and the modern worker that feeds an ASGI application.
 
 Theory of operation
 -------------------
+:class:`ChannelWorker` is the loop both worker generations share: one listener task per
+channel takes messages from the layer and hands each to :meth:`ChannelWorker.dispatch`; a
+listener waits in :meth:`ChannelWorker.next_message` until the worker has room, so messages
+the worker cannot start yet stay in the layer. SIGINT/SIGTERM (under :meth:`ChannelWorker.run`)
+cancel the listeners — a cancelled ``receive`` never loses a message in any backend — and then
+:meth:`ChannelWorker.shutdown` decides what happens to work in flight. A listener that fails
+(an error of the layer itself) ends the worker. The Channels-1 worker
+(:mod:`headrace.routing_worker`) is a subclass that runs 1.x consumers in threads.
+
 A :class:`Worker` listens on each configured channel of a channel layer with its own task. For
 every message it finds (or starts) one long-lived application instance per channel, called with
 the scope ``{"type": "channel", "channel": <name>}`` — typically a ``ChannelNameRouter`` whose
@@ -21,6 +30,7 @@ itself end the worker: they are not something a retry loop should hide.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import functools
@@ -31,54 +41,27 @@ from collections.abc import Iterable
 from headrace._types import ASGIApp, Message, Scope, Send
 from headrace.layers.base import BaseChannelLayer
 
-__all__ = ["Worker"]
+__all__ = ["ChannelWorker", "Worker"]
 
 logger = logging.getLogger("headrace.worker")
 
 
-class _Instance:
-    """One application instance: its input queue, its task and how many messages it read."""
+class ChannelWorker(abc.ABC):
+    """Listens on ``channels`` of ``channel_layer`` and dispatches every message received.
 
-    __slots__ = ("consumed", "queue", "task")
+    Subclasses implement :meth:`dispatch` (awaiting it is the back-pressure: the listener
+    receives its next message only after it returns) and may override :meth:`next_message`
+    and :meth:`shutdown`."""
 
-    def __init__(self, queue: asyncio.Queue[Message]) -> None:
-        self.queue = queue
-        self.consumed = 0
-        self.task: asyncio.Task[None] | None = None
-
-    async def receive(self) -> Message:
-        message = await self.queue.get()
-        self.consumed += 1
-        return message
-
-
-class Worker:
-    """Runs ``application`` for messages arriving on ``channels`` of ``channel_layer``.
-
-    ``max_applications`` is accepted for Channels compatibility; with one instance per channel
-    the number of instances is bounded by the number of channels anyway. ``queue_size`` bounds
-    the messages taken from the layer but not yet read by an instance, per channel."""
-
-    queue_size: int = 16
-
-    def __init__(
-        self,
-        application: ASGIApp,
-        channels: Iterable[str],
-        channel_layer: BaseChannelLayer | None,
-        max_applications: int = 1000,
-    ) -> None:
+    def __init__(self, channels: Iterable[str], channel_layer: BaseChannelLayer | None) -> None:
         if channel_layer is None:
             raise ValueError("Channel layer is not valid")
-        self.application = application
         self.channels = list(channels)
         if not self.channels:
             raise ValueError("Worker needs at least one channel name to listen on")
         for channel in self.channels:
             channel_layer.require_valid_channel_name(channel)
         self.channel_layer = channel_layer
-        self.max_applications = max_applications
-        self.application_instances: dict[str, _Instance] = {}
 
     def run(self) -> None:
         """Run until SIGINT or SIGTERM (blocking); both stop the worker cleanly."""
@@ -97,7 +80,7 @@ class Worker:
         logger.info("Worker stopped")
 
     async def handle(self) -> None:
-        """Listen on every channel until one listener fails; then stop the instances."""
+        """Listen on every channel until one listener fails; then :meth:`shutdown`."""
         listeners = [asyncio.ensure_future(self.listener(channel)) for channel in self.channels]
         try:
             done, _ = await asyncio.wait(listeners, return_when=asyncio.FIRST_EXCEPTION)
@@ -107,21 +90,76 @@ class Worker:
             for listener in listeners:
                 listener.cancel()
             await asyncio.gather(*listeners, return_exceptions=True)
-            await self.stop_instances()
+            await self.shutdown()
 
     async def listener(self, channel: str) -> None:
-        """Receive from ``channel`` forever, handing each message to the channel's instance."""
+        """Receive from ``channel`` forever, dispatching each message."""
         while True:
-            message = await self.channel_layer.receive(channel)
-            if not message.get("type"):
-                logger.warning(
-                    "Worker skipped a message without 'type' on %r: %r", channel, message
-                )
-                continue
-            queue = self.get_or_create_application_instance(
-                channel, {"type": "channel", "channel": channel}
-            )
-            await queue.put(message)
+            message = await self.next_message(channel)
+            if message is not None:
+                await self.dispatch(channel, message)
+
+    async def next_message(self, channel: str) -> Message | None:
+        """The next message on ``channel`` (``None``: nothing taken, ask again)."""
+        return await self.channel_layer.receive(channel)
+
+    @abc.abstractmethod
+    async def dispatch(self, channel: str, message: Message) -> None:
+        """Start the work for one message."""
+
+    async def shutdown(self) -> None:
+        """Deal with work in flight once the listeners have stopped (subclasses)."""
+
+
+class _Instance:
+    """One application instance: its input queue, its task and how many messages it read."""
+
+    __slots__ = ("consumed", "queue", "task")
+
+    def __init__(self, queue: asyncio.Queue[Message]) -> None:
+        self.queue = queue
+        self.consumed = 0
+        self.task: asyncio.Task[None] | None = None
+
+    async def receive(self) -> Message:
+        message = await self.queue.get()
+        self.consumed += 1
+        return message
+
+
+class Worker(ChannelWorker):
+    """Runs ``application`` for messages arriving on ``channels`` of ``channel_layer``.
+
+    ``max_applications`` is accepted for Channels compatibility; with one instance per channel
+    the number of instances is bounded by the number of channels anyway. ``queue_size`` bounds
+    the messages taken from the layer but not yet read by an instance, per channel."""
+
+    queue_size: int = 16
+
+    def __init__(
+        self,
+        application: ASGIApp,
+        channels: Iterable[str],
+        channel_layer: BaseChannelLayer | None,
+        max_applications: int = 1000,
+    ) -> None:
+        super().__init__(channels, channel_layer)
+        self.application = application
+        self.max_applications = max_applications
+        self.application_instances: dict[str, _Instance] = {}
+
+    async def dispatch(self, channel: str, message: Message) -> None:
+        """Queue ``message`` for the channel's instance (waiting while its queue is full)."""
+        if not message.get("type"):
+            logger.warning("Worker skipped a message without 'type' on %r: %r", channel, message)
+            return
+        queue = self.get_or_create_application_instance(
+            channel, {"type": "channel", "channel": channel}
+        )
+        await queue.put(message)
+
+    async def shutdown(self) -> None:
+        await self.stop_instances()
 
     def get_or_create_application_instance(
         self, channel: str, scope: Scope

@@ -1,0 +1,283 @@
+"""The Channels-1 worker: 1.x consumers, one call per message, in a pool of threads.
+
+Theory of operation
+-------------------
+:class:`RoutingWorker` is the shared dispatch loop of :class:`headrace.worker.ChannelWorker`
+(one listener task per channel, receiving from the **async** backend under the layer's
+Channels-1 view, so normal channels such as ``websocket.receive`` are shared fairly by every
+worker process) with 1.x dispatch: each message becomes a :class:`~headrace.message.Message`,
+the layer's :class:`~headrace.routing.Router` picks ``(consumer, kwargs)``, and
+``consumer(message, **kwargs)`` runs in one of ``threads`` consumer threads inside
+:func:`~headrace.channel.held_sends` (its sends go out when it returns, unless
+``immediately=True``). An ``http.request`` that no route claims goes to the Django view
+consumer (:class:`headrace.handler.ViewConsumer`), and ``http.request`` is always listened on,
+as Channels 1.x added its default route.
+
+*At most one message per thread leaves the layer.* A listener receives only while a consumer
+thread is free; when the last thread becomes busy, the receives still waiting are cancelled
+(no backend loses a message to a cancelled receive) and re-armed when a thread frees up. So
+the messages this process holds are the ones being consumed — a worker killed mid-message
+loses that message only, the rest stay queued for the next worker. (When two listeners are
+handed a message in the same instant, the second waits for a thread in this process.)
+
+*Around each consumer*, as Django does around a request: ``close_old_connections()`` before
+and after, so a worker thread never reuses a broken or expired database connection. A
+consumer that raises is logged with its traceback and the worker goes on; ``DenyConnection``
+from a ``websocket.connect`` consumer closes the handshake (403), as in 1.x. Async consumers
+(coroutine functions) are run to completion in the consumer thread.
+
+*Stopping.* SIGTERM/SIGINT cancel the listeners, then :meth:`RoutingWorker.shutdown` waits for
+the consumers in flight (and any message taken in the cancelling instant) to finish; the
+process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import fnmatch
+import inspect
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from headrace._types import Message as ASGIMessage
+from headrace.asgi import backend_name
+from headrace.channel import held_sends
+from headrace.exceptions import DenyConnection
+from headrace.message import Message
+from headrace.worker import ChannelWorker
+
+if TYPE_CHECKING:
+    from headrace.asgi import AsgiChannelLayer
+    from headrace.routing import Router
+
+__all__ = ["RoutingWorker", "select_channels"]
+
+logger = logging.getLogger("headrace.worker")
+
+LayerMessage = dict[str, Any]
+Consumer = Callable[..., Any]
+
+HTTP_REQUEST = "http.request"
+
+
+def select_channels(
+    channels: Iterable[str],
+    only_channels: Sequence[str] = (),
+    exclude_channels: Sequence[str] = (),
+) -> list[str]:
+    """``channels`` kept by the ``--only-channels`` globs (any; all when none are given) and
+    not matched by an ``--exclude-channels`` glob, sorted."""
+    selected = []
+    for channel in sorted(set(channels)):
+        if only_channels and not any(fnmatch.fnmatchcase(channel, p) for p in only_channels):
+            continue
+        if any(fnmatch.fnmatchcase(channel, pattern) for pattern in exclude_channels):
+            continue
+        selected.append(channel)
+    return selected
+
+
+def consumer_name(consumer: Any) -> str:
+    """A readable dotted name for a consumer in log lines."""
+    target = consumer if inspect.isroutine(consumer) or inspect.isclass(consumer) else type(consumer)
+    module = getattr(target, "__module__", "?")
+    return f"{module}.{getattr(target, '__qualname__', repr(target))}"
+
+
+def close_old_connections() -> None:
+    """Django's per-request database clean-up, when Django is configured."""
+    try:
+        from django.conf import settings
+
+        if not settings.configured:
+            return
+        from django.db import close_old_connections as close
+    except ImportError:
+        return
+    close()
+
+
+class RoutingWorker(ChannelWorker):
+    """Runs the Channels-1 consumers of ``router`` for the messages of ``channel_layer`` (the
+    Channels-1 view). ``channels`` defaults to every channel the router names plus
+    ``http.request``, filtered by ``only_channels`` / ``exclude_channels`` globs."""
+
+    def __init__(
+        self,
+        channel_layer: AsgiChannelLayer,
+        router: Router,
+        *,
+        channels: Iterable[str] | None = None,
+        only_channels: Sequence[str] = (),
+        exclude_channels: Sequence[str] = (),
+        threads: int = 1,
+        view_consumer: Consumer | None = None,
+    ) -> None:
+        if threads < 1:
+            raise ValueError(f"A worker needs at least one consumer thread, not {threads}")
+        names = set(router.channels) | {HTTP_REQUEST} if channels is None else set(channels)
+        self.asgi_names = select_channels(names, only_channels, exclude_channels)
+        if not self.asgi_names:
+            raise ValueError(
+                f"No channels left to listen on: the routing names {sorted(names)}, "
+                f"--only-channels {list(only_channels)}, --exclude-channels "
+                f"{list(exclude_channels)}"
+            )
+        self._asgi_name_of = {backend_name(name): name for name in self.asgi_names}
+        super().__init__(self._asgi_name_of, channel_layer.backend)
+        self.asgi_layer = channel_layer
+        self.router = router
+        self.threads = threads
+        self._view_consumer = view_consumer
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._free = threads
+        self._room: asyncio.Event | None = None
+        self._full: asyncio.Event | None = None
+        self.in_flight: set[asyncio.Future[None]] = set()
+
+    # ------------------------------------------------------------------ the loop's hooks
+
+    async def handle(self) -> None:
+        self._room, self._full = asyncio.Event(), asyncio.Event()
+        self._room.set()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self.threads, thread_name_prefix="headrace-consumer"
+        )
+        logger.info(
+            "Listening on %s with %d consumer thread(s)", ", ".join(self.asgi_names), self.threads
+        )
+        try:
+            await super().handle()
+        finally:
+            self._executor.shutdown(wait=True)
+
+    async def next_message(self, channel: str) -> ASGIMessage | None:
+        """Receive while a consumer thread is free; give the receive up when none is."""
+        assert self._room is not None and self._full is not None
+        await self._room.wait()
+        receive = asyncio.ensure_future(self.channel_layer.receive(channel))
+        full = asyncio.ensure_future(self._full.wait())
+        try:
+            await asyncio.wait({receive, full}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            full.cancel()
+            receive.cancel()
+            await asyncio.wait({receive})
+            taken = not receive.cancelled() and receive.exception() is None
+            if taken and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                self._start(channel, receive.result())  # stopping: finish it, never drop it
+        if receive.cancelled():
+            return None
+        return receive.result()
+
+    async def dispatch(self, channel: str, message: ASGIMessage) -> None:
+        self._start(channel, dict(message))
+
+    async def shutdown(self) -> None:
+        """Let every consumer in flight finish."""
+        if self.in_flight:
+            logger.info("Waiting for %d consumer(s) in flight", len(self.in_flight))
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    # ------------------------------------------------------------------ thread slots
+
+    def _start(self, channel: str, content: LayerMessage) -> None:
+        assert self._executor is not None
+        self._take_thread()
+        name = self._asgi_name_of.get(channel, channel)
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, self.consume, name, content
+        )
+        self.in_flight.add(future)
+        future.add_done_callback(self._consumer_done)
+
+    def _take_thread(self) -> None:
+        assert self._room is not None and self._full is not None
+        self._free -= 1
+        if self._free <= 0:
+            self._room.clear()
+            self._full.set()
+
+    def _consumer_done(self, future: asyncio.Future[None]) -> None:
+        assert self._room is not None and self._full is not None
+        self.in_flight.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            logger.error("Consumer thread failed", exc_info=future.exception())
+        self._free += 1
+        if self._free > 0:
+            self._full.clear()
+            self._room.set()
+
+    # ------------------------------------------------------------------ in a consumer thread
+
+    def consume(self, channel: str, content: LayerMessage) -> None:
+        """Route one message and run its consumer (called in a consumer thread)."""
+        close_old_connections()
+        try:
+            self._consume(channel, content)
+        finally:
+            close_old_connections()
+
+    def _consume(self, channel: str, content: LayerMessage) -> None:
+        try:
+            message = Message(content, channel, self.asgi_layer)
+        except TypeError as exc:
+            logger.error("Dropped a bad message on %r: %s", channel, exc)
+            return
+        match = self.route(message)
+        if match is None:
+            logger.warning("No route for a message on %r (path %r)", channel, content.get("path"))
+            return
+        consumer, kwargs = match
+        logger.debug("Dispatching a message on %r to %s", channel, consumer_name(consumer))
+        try:
+            with held_sends():
+                self.call_consumer(consumer, message, kwargs)
+        except DenyConnection:
+            self._deny(message)
+        except Exception:
+            logger.exception(
+                "Error processing a message on %r with consumer %s",
+                channel,
+                consumer_name(consumer),
+            )
+
+    def route(self, message: Message) -> tuple[Consumer, dict[str, Any]] | None:
+        """The router's match; an unrouted ``http.request`` goes to the view consumer."""
+        try:
+            match = self.router.match(message)
+        except Exception:
+            logger.exception("Routing failed for a message on %r", message.channel.name)
+            return None
+        if match is None and message.channel.name == HTTP_REQUEST:
+            return self.view_consumer, {}
+        return match
+
+    @property
+    def view_consumer(self) -> Consumer:
+        """The Django view consumer, built on first use (it loads the project's middleware)."""
+        if self._view_consumer is None:
+            from headrace.handler import ViewConsumer
+
+            self._view_consumer = ViewConsumer()
+        return self._view_consumer
+
+    @staticmethod
+    def call_consumer(consumer: Consumer, message: Message, kwargs: dict[str, Any]) -> None:
+        result = consumer(message, **kwargs)
+        if inspect.isawaitable(result):
+            from asgiref.sync import async_to_sync
+
+            async def wait() -> None:
+                await result
+
+            async_to_sync(wait)()
+
+    @staticmethod
+    def _deny(message: Message) -> None:
+        if message.reply_channel is None or message.channel.name != "websocket.connect":
+            logger.warning("DenyConnection outside a websocket.connect consumer: ignored")
+            return
+        message.reply_channel.send({"close": True}, immediately=True)
