@@ -65,7 +65,9 @@ ROOT = HERE.parents[1]
 TARGET = "benchproj.asgi:channel_layer"
 MASK = b"\x5a\x13\xc7\x09"
 CLOSE_FRAME = b"\x88\x82" + MASK + bytes((0x03 ^ MASK[0], 0xE8 ^ MASK[1]))
-STACKS = ("channels", "headrace")
+STACKS = ("channels", "headrace", "headrace-ipc")
+BASELINE = "channels"
+DEFAULT_STACKS = "channels,headrace"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,13 +82,14 @@ class Stack:
     interface: list[str]
     worker: list[str]
     env: dict[str, str]
+    hub: list[str] | None = None  # the IPC layer's standalone hub, started first
 
 
-def stack_for(name: str, args: argparse.Namespace, port: int, redis_url: str) -> Stack:
+def stack_for(name: str, args: argparse.Namespace, port: int, redis_url: str, logs: Path) -> Stack:
     prefix = f"bench-{name}-{uuid.uuid4().hex[:8]}"
     env = dict(
         os.environ,
-        DECOUPLED_STACK=name,
+        DECOUPLED_STACK=name.split("-")[0],
         DECOUPLED_REDIS=redis_url,
         DECOUPLED_PREFIX=prefix,
         DJANGO_SETTINGS_MODULE="benchproj.settings",
@@ -103,12 +106,16 @@ def stack_for(name: str, args: argparse.Namespace, port: int, redis_url: str) ->
             env,
         )
     env["PYTHONPATH"] = os.pathsep.join((str(PROJECT), str(ROOT)))
-    return Stack(
+    stack = Stack(
         name,
         [sys.executable, "-m", "headrace", *bind, TARGET],
         [sys.executable, "manage.py", "runworker", "-v", "0"],
         env,
     )
+    if name == "headrace-ipc":
+        env.update(DECOUPLED_LAYER="ipc", HEADRACE_IPC_DIR=str(logs))
+        stack.hub = [sys.executable, "-m", "headrace.layers.ipc", "--prefix", prefix]
+    return stack
 
 
 def pinned(command: list[str], cpus: str | None) -> list[str]:
@@ -143,20 +150,27 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def running_stack(
     stack: Stack, args: argparse.Namespace, port: int, logs: Path
-) -> Iterator[list[int]]:
-    """Start the interface server and the workers; yield their PIDs; stop them all."""
+) -> Iterator[dict[str, list[int]]]:
+    """Start the (hub,) interface server and the workers; yield their PIDs by role; stop all."""
     log = logs / f"{stack.name}.log"
-    processes = [spawn(pinned(stack.interface, args.stack_cpus), stack.env, log)]
+    hub = [spawn(pinned(stack.hub, args.stack_cpus), stack.env, log)] if stack.hub else []
+    processes = [*hub, spawn(pinned(stack.interface, args.stack_cpus), stack.env, log)]
     try:
-        for _ in range(args.workers):
-            processes.append(spawn(pinned(stack.worker, args.stack_cpus), stack.env, log))
-        wait_listening(port, processes[0], timeout=60)
-        for process in processes[1:]:
-            if process.poll() is not None:
-                raise RuntimeError(f"{stack.name} worker exited; see {log}")
-        yield [process.pid for process in processes]
-    finally:
+        workers = [
+            spawn(pinned(stack.worker, args.stack_cpus), stack.env, log)
+            for _ in range(args.workers)
+        ]
+        processes.extend(workers)
+        wait_listening(port, processes[len(hub)], timeout=60)
         for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{stack.name}: {process.args} exited; see {log}")
+        roles = {"interface": [processes[len(hub)].pid], "workers": [w.pid for w in workers]}
+        if hub:
+            roles["hub"] = [hub[0].pid]
+        yield roles
+    finally:
+        for process in reversed(processes):
             stop(process)
 
 
@@ -310,9 +324,12 @@ class EchoResult:
     p50_ms: float
     p99_ms: float
     cpu_us: float
+    cpu_us_by_role: dict[str, float]
 
 
-async def echo_load(port: int, connections: int, messages: int, pids: list[int]) -> EchoResult:
+async def echo_load(
+    port: int, connections: int, messages: int, roles: dict[str, list[int]]
+) -> EchoResult:
     loop = asyncio.get_running_loop()
     frame = masked_text_frame(b"decoupled echo 0123456789abcdef")
     clients: list[EchoConnection] = []
@@ -323,13 +340,13 @@ async def echo_load(port: int, connections: int, messages: int, pids: list[int])
             )
             clients.append(client)
         await asyncio.wait_for(asyncio.gather(*(c.opened for c in clients)), 120)
-        cpu_before = cpu_seconds(pids)
+        cpu_before = {role: cpu_seconds(pids) for role, pids in roles.items()}
         started = time.perf_counter()
         for client in clients:
             client.send_next()
         await asyncio.wait_for(asyncio.gather(*(c.done for c in clients)), 600)
         elapsed = time.perf_counter() - started
-        cpu = cpu_seconds(pids) - cpu_before
+        cpu = {role: cpu_seconds(pids) - cpu_before[role] for role, pids in roles.items()}
     finally:
         for client in clients:
             client.close()
@@ -339,7 +356,8 @@ async def echo_load(port: int, connections: int, messages: int, pids: list[int])
         total / elapsed,
         trips[len(trips) // 2] * 1000,
         trips[min(len(trips) - 1, int(len(trips) * 0.99))] * 1000,
-        cpu / total * 1e6,
+        sum(cpu.values()) / total * 1e6,
+        {role: seconds / total * 1e6 for role, seconds in cpu.items()},
     )
 
 
@@ -348,7 +366,7 @@ async def warm_up(port: int, paths: list[str], patience: float = 60) -> None:
     import httpx
 
     deadline = time.monotonic() + patience
-    await echo_load(port, 1, 3, [])
+    await echo_load(port, 1, 3, {})
     async with httpx.AsyncClient(timeout=patience) as client:
         for path in paths:
             while True:
@@ -425,17 +443,17 @@ def run_stack(
         server.flush()
     redis_url = server.url if server is not None else args.redis
     port = free_port()
-    stack = stack_for(name, args, port, redis_url)
-    with running_stack(stack, args, port, logs) as pids:
-        if server is not None:
-            pids = [*pids, server.process.pid]
+    stack = stack_for(name, args, port, redis_url, logs)
+    with running_stack(stack, args, port, logs) as roles:
+        if server is not None and stack.hub is None:
+            roles["redis"] = [server.process.pid]
         run = asyncio.run
         with contextlib.suppress(ImportError):
             import uvloop
 
             run = uvloop.run
         run(warm_up(port, args.paths))
-        echo = run(echo_load(port, args.connections, args.messages, pids))
+        echo = run(echo_load(port, args.connections, args.messages, roles))
         result = RoundResult(echo)
         for path in args.paths:
             result.http[path] = http_load(port, path, args)
@@ -445,13 +463,15 @@ def run_stack(
 def describe(name: str, result: RoundResult) -> str:
     echo = result.echo
     parts = [
-        f"  {name:9s} ws {echo.rate:8.0f} msg/s p50 {echo.p50_ms:7.2f} ms p99 {echo.p99_ms:8.2f}"
-        f" ms {echo.cpu_us:7.0f} CPU-us/msg"
+        f"  {name:12s} ws {echo.rate:8.0f} msg/s p50 {echo.p50_ms:7.2f} ms p99 {echo.p99_ms:8.2f}"
+        f" ms {echo.cpu_us:7.0f} CPU-us/msg ("
+        + ", ".join(f"{role} {us:.0f}" for role, us in echo.cpu_us_by_role.items())
+        + ")"
     ]
     for path, http in result.http.items():
         note = f" [{http.errors}]" if http.errors else ""
         parts.append(
-            f"            {path:6s} {http.rate:8.0f} req/s p50 {http.p50_ms:7.2f} ms"
+            f"               {path:6s} {http.rate:8.0f} req/s p50 {http.p50_ms:7.2f} ms"
             f" p99 {http.p99_ms:8.2f} ms{note}"
         )
     return "\n".join(parts)
@@ -476,7 +496,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--stacks", default=",".join(STACKS))
+    parser.add_argument(
+        "--stacks", default=DEFAULT_STACKS, help=f"comma-separated, of {', '.join(STACKS)}"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="runworker processes per stack")
     parser.add_argument("--connections", type=int, default=50)
@@ -504,7 +526,7 @@ def main() -> None:
         f"logs in {workdir}; load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    per_round: list[dict[str, float]] = []
+    per_round: dict[str, list[dict[str, float]]] = {}
     try:
         for number in range(1, args.rounds + 1):
             order = names if number % 2 else names[::-1]
@@ -512,19 +534,21 @@ def main() -> None:
             print(f"round {number} (load average {os.getloadavg()[0]:.1f})")
             for name in names:
                 print(describe(name, results[name]), flush=True)
-            if len(results) == len(STACKS):
-                values = ratios(results["headrace"], results["channels"])
-                per_round.append(values)
-                print("  ratios headrace vs channels: " + ", ".join(
+            for name in names:
+                if name == BASELINE or BASELINE not in results:
+                    continue
+                values = ratios(results[name], results[BASELINE])
+                per_round.setdefault(name, []).append(values)
+                print(f"  ratios {name} vs {BASELINE}: " + ", ".join(
                     f"{key} {value:.2f}x" for key, value in values.items()
                 ), flush=True)  # fmt: skip
     finally:
         if server is not None:
             server.close()
-    if per_round:
-        print(f"\nmedian of {len(per_round)} per-round ratios (headrace vs channels, >1 = better):")
-        for key in per_round[0]:
-            print(f"  {key:22s} {statistics.median(r[key] for r in per_round):6.2f}x")
+    for name, rounds in per_round.items():
+        print(f"\nmedian of {len(rounds)} per-round ratios ({name} vs {BASELINE}, >1 = better):")
+        for key in rounds[0]:
+            print(f"  {key:22s} {statistics.median(r[key] for r in rounds):6.2f}x")
     shutil.rmtree(workdir, ignore_errors=True)
 
 
