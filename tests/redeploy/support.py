@@ -136,11 +136,20 @@ class Deployment:
         for worker in workers:
             worker.process.send_signal(signal.SIGTERM)
         for worker in workers:
-            try:
-                code = worker.process.wait(WAIT)
-            except subprocess.TimeoutExpired as exc:
-                raise AssertionError(f"worker ignored SIGTERM:\n{worker.output()}") from exc
-            assert code == 0, f"worker exited {code} on SIGTERM:\n{worker.output()}"
+            self._exited_cleanly(worker)
+
+    def stop_worker(self, worker: Running) -> None:
+        """SIGTERM one worker (a rolling restart's step); it must finish and exit 0."""
+        worker.process.send_signal(signal.SIGTERM)
+        self._exited_cleanly(worker)
+
+    @staticmethod
+    def _exited_cleanly(worker: Running) -> None:
+        try:
+            code = worker.process.wait(WAIT)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"worker ignored SIGTERM:\n{worker.output()}") from exc
+        assert code == 0, f"worker exited {code} on SIGTERM:\n{worker.output()}"
 
     def ship(self, version: str) -> None:
         """New code: rewrite the consumers module's VERSION in the scratch project."""
