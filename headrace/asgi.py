@@ -104,6 +104,8 @@ __all__ = [
     "check_message",
     "get_channel_layer",
     "require_valid_channel_name",
+    "require_valid_group_name",
+    "resolve_routing",
 ]
 
 logger = logging.getLogger("headrace.asgi")
@@ -366,7 +368,7 @@ class AsgiChannelLayer:
             return runner
         with self._lock:
             if self.closed:
-                raise ChannelLayerError(f"the ASGI channel layer {self.alias!r} is closed")
+                raise self._closed_error()
             if self._runner is None:
                 self._runner = _LoopThread(f"headrace-asgi-{self.alias}")
             return self._runner
@@ -384,12 +386,23 @@ class AsgiChannelLayer:
                 "synchronous channel layer call on the layer's own event loop; "
                 "await receive_async() or use the async backend (layer.backend) there"
             )
-        future = runner.submit(coroutine)
+        try:
+            future = runner.submit(coroutine)
+        except RuntimeError:  # the loop closed under us: close() ran on another thread
+            coroutine.close()
+            raise self._closed_error() from None
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if self.closed:  # close() cancelled what was still running
+                raise self._closed_error() from None
+            raise
         except BaseException:
             future.cancel()  # an interrupted caller cancels the call (backends lose nothing)
             raise
+
+    def _closed_error(self) -> ChannelLayerError:
+        return ChannelLayerError(f"the ASGI channel layer {self.alias!r} is closed")
 
     async def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Await ``coroutine`` on the view's loop from the caller's loop."""

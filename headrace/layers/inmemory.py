@@ -22,8 +22,13 @@ message to expiry is removed from its groups, found through a reverse index, not
 Group memberships work the same way: one global deque of ``(deadline, group, channel, token)``
 in join order; a renewed ``group_add`` gets a new token, so stale deque records are ignored.
 
-Senders on another thread (a plain thread calling ``async_to_sync(layer.group_send)`` runs its
-own event loop) wake receivers through ``call_soon_threadsafe``.
+Several threads, several loops. Senders on another thread (a plain thread calling
+``async_to_sync(layer.group_send)`` runs its own event loop; ``runserver`` runs the interface
+server's loop and the Channels-1 view's loop over one instance) wake receivers through
+``call_soon_threadsafe``. Every method does its bookkeeping under one ``threading.Lock``, never
+held across an ``await``: without it a receiver on one thread could drop a channel object as
+idle at the moment a sender on another appended to it, losing the message, or a sender could
+append between a receiver's "empty" check and its registering as a waiter, leaving it asleep.
 
 ``group_send`` copies the message once per member (cheaply: a shallow copy when every value is
 immutable, ``copy.deepcopy`` otherwise) and delivers synchronously; full members are skipped.
@@ -37,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -132,6 +138,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             group_expiry=group_expiry,
             **kwargs,
         )
+        self._lock = threading.Lock()
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -149,7 +156,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
         (counting unexpired messages only)."""
         self.require_valid_message(message)
         self.require_valid_channel_name(channel)
-        self._deliver(channel, copy_message(message), time.monotonic())
+        copied = copy_message(message)
+        with self._lock:
+            self._deliver(channel, copied, time.monotonic())
 
     def _deliver(self, name: str, message: LayerMessage, now: float) -> None:
         target = self.channels.get(name)
@@ -174,38 +183,55 @@ class InMemoryChannelLayer(BaseChannelLayer):
     async def receive(self, channel: str) -> LayerMessage:
         """Wait for the oldest message on ``channel``; concurrent receivers each get their own."""
         self.require_valid_channel_name(channel)
-        self._expire(time.monotonic())
-        target = self.channels.get(channel)
+        lock = self._lock
+        with lock:
+            self._expire(time.monotonic())
+            target = self._queue_of(channel)
+            if target.entries:
+                return self._take(channel, target)
+            waiter = self._wait_on(target)
+        while True:
+            try:
+                await waiter
+            except BaseException:
+                with lock:
+                    self._abandon_wait(channel, target, waiter)
+                raise
+            with lock:
+                target = self._queue_of(channel)  # flush() may have replaced it meanwhile
+                if target.entries:
+                    return self._take(channel, target)
+                waiter = self._wait_on(target)
+
+    def _queue_of(self, name: str) -> _Channel:
+        target = self.channels.get(name)
         if target is None:
-            target = self.channels[channel] = self._new_channel_queue(channel)
-        while not target.entries:
-            await self._wait_on(channel, target)
+            target = self.channels[name] = self._new_channel_queue(name)
+        return target
+
+    @staticmethod
+    def _wait_on(target: _Channel) -> asyncio.Future[None]:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        target.add_waiter(waiter)
+        return waiter
+
+    def _take(self, name: str, target: _Channel) -> LayerMessage:
         entry = target.entries.popleft()
         if target.entries:
             target.wake_one()
-        self._drop_if_idle(channel, target)
+        self._drop_if_idle(name, target)
         return entry[2]
 
-    async def _wait_on(self, name: str, target: _Channel) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        target.add_waiter(waiter)
-        try:
-            await waiter
-        except BaseException:
-            self._abandon_wait(name, target, waiter)
-            raise
-        # The channel may have been dropped by flush() while we waited: re-attach it.
-        if self.channels.get(name) is not target:
-            self.channels.setdefault(name, target)
-
     def _abandon_wait(self, name: str, target: _Channel, waiter: asyncio.Future[None]) -> None:
-        if waiter.done() and not waiter.cancelled():
-            target.wake_one()
-        else:
+        """A waiting receiver left. If it had been woken (its wake may still be on its way
+        from another thread), pass the wake on, so no message waits with receivers asleep."""
+        if not waiter.done():
             waiter.cancel()
-            if target.waiters is not None:
-                with contextlib.suppress(ValueError):
-                    target.waiters.remove(waiter)
+        if target.waiters is not None:
+            with contextlib.suppress(ValueError):
+                target.waiters.remove(waiter)
+        if target.entries:
+            target.wake_one()
         self._drop_if_idle(name, target)
 
     def _drop_if_idle(self, name: str, target: _Channel) -> None:
@@ -248,17 +274,20 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Add ``channel`` to ``group``, or renew its membership for another group_expiry."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        self._join_counter += 1
-        token = self._join_counter
-        self.groups.setdefault(group, {})[channel] = token
-        self._memberships.setdefault(channel, set()).add(group)
-        self._group_deadlines.append((time.monotonic() + self.group_expiry, group, channel, token))
+        with self._lock:
+            self._join_counter += 1
+            token = self._join_counter
+            self.groups.setdefault(group, {})[channel] = token
+            self._memberships.setdefault(channel, set()).add(group)
+            deadline = time.monotonic() + self.group_expiry
+            self._group_deadlines.append((deadline, group, channel, token))
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; nothing happens if it was not a member."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        self._remove_member(group, channel)
+        with self._lock:
+            self._remove_member(group, channel)
 
     def _remove_member(self, group: str, channel: str) -> None:
         members = self.groups.get(group)
@@ -274,11 +303,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Deliver a copy of ``message`` to every member; full members miss it silently."""
         self.require_valid_message(message)
         self.require_valid_group_name(group)
-        now = time.monotonic()
-        self._expire(now)
-        members = self.groups.get(group)
-        if members:
-            self._fan_out(list(members), message, now)
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            members = self.groups.get(group)
+            if members:
+                self._fan_out(list(members), message, now)
 
     def _fan_out(self, names: list[str], message: LayerMessage, now: float) -> None:
         """group_send's hot loop: _deliver inlined, one copy function and deadline for all."""
@@ -302,11 +332,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     async def flush(self) -> None:
         """Drop every pending message and every group; waiting receivers keep waiting."""
-        waiting = {name: target for name, target in self.channels.items() if target.waiters}
-        self._reset_state()
-        for name, target in waiting.items():
-            target.entries.clear()
-            self.channels[name] = target
+        with self._lock:
+            waiting = {name: target for name, target in self.channels.items() if target.waiters}
+            self._reset_state()
+            for name, target in waiting.items():
+                target.entries.clear()
+                self.channels[name] = target
 
     async def close(self) -> None:
         """Nothing to release; present for the contract."""

@@ -2,7 +2,8 @@
 
 ``ChannelsLiveServerTestCase`` lives in ``headrace.testing.live`` and needs Django's live-server
 machinery; it is imported only when first accessed, so ``import headrace.testing`` stays light.
-The layer conformance suite is ``headrace.testing.layers`` (it imports pytest).
+The layer conformance suite is ``headrace.testing.layers``, and the Channels-1 (ASGI-1) view's
+suite is ``headrace.testing.asgi_layers`` (both import pytest).
 """
 
 from __future__ import annotations

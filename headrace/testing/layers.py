@@ -29,8 +29,8 @@ The contract checked here:
 
 1. **Ordering** — messages on one channel are received in send order.
 2. **At most once** — each message reaches exactly one receiver, also with several receivers
-   waiting on one channel concurrently; received messages equal the sent ones and do not share
-   mutable state with the sender's dict.
+   waiting on one channel concurrently, and receives cancelled in a race lose nothing;
+   received messages equal the sent ones and do not share mutable state with the sender's dict.
 3. **Capacity** — a channel holding ``capacity`` messages raises
    :class:`~headrace.exceptions.ChannelFull` on the next send; ``channel_capacity`` glob and
    regex keys override it per channel (first match wins).
@@ -177,6 +177,30 @@ class ChannelLayerConformance:
                 await doomed
             await layer.send("cancel-me", {"type": "survivor"})
             assert await self.receive(layer, "cancel-me") == {"type": "survivor"}
+
+    async def test_racing_receives_cancelled_lose_nothing(self) -> None:
+        """Receive three channels at once, keep the first result, cancel the others (what the
+        ASGI-1 view's multi-channel receive does): a receive cancelled just after a message was
+        handed to it must put it back, so every message arrives once, in order."""
+        channels = ["race-a", "race-b", "race-c"]
+        async with self.layer() as layer:
+            for index in range(10):
+                for channel in channels:
+                    await layer.send(channel, {"type": "race", "n": index, "on": channel})
+            seen: dict[str, list[int]] = {channel: [] for channel in channels}
+            for _ in range(60):
+                if sum(len(numbers) for numbers in seen.values()) == 30:
+                    break
+                tasks = [asyncio.ensure_future(layer.receive(channel)) for channel in channels]
+                await self.within(asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED))
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks)
+                for task in tasks:
+                    if not task.cancelled() and task.exception() is None:
+                        message = task.result()
+                        seen[message["on"]].append(message["n"])
+            assert seen == {channel: list(range(10)) for channel in channels}
 
     async def test_received_message_is_a_copy(self) -> None:
         async with self.layer() as layer:

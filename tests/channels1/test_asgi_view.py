@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -214,3 +215,31 @@ def test_import_headrace_loads_no_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def receiving(view: AsgiChannelLayer) -> bool:
+    runner = view._runner
+    return runner is not None and any(not task.done() for task in asyncio.all_tasks(runner.loop))
+
+
+def test_close_while_another_thread_waits_gives_a_clear_error(view: AsgiChannelLayer) -> None:
+    view.blocking_timeout = 30
+    started = threading.Event()
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        started.set()
+        try:
+            view.receive(["never.sent"], block=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert started.wait(WAIT)
+    deadline = time.monotonic() + WAIT
+    while not receiving(view) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the receive runs on the view's loop
+    view.close()
+    thread.join(WAIT)
+    assert len(errors) == 1 and "closed" in str(errors[0])

@@ -302,11 +302,32 @@ class RedisChannelLayer(BaseChannelLayer):
         if reader is None:
             reader = resources.readers[channel] = QueueReader(channel)
         while True:
-            expires, payload, _ = await reader.mailbox.get(
-                lambda: self._ensure_queue_reader(resources, reader)
-            )
+            try:
+                expires, payload, _ = await reader.mailbox.get(
+                    lambda: self._ensure_queue_reader(resources, reader)
+                )
+            except asyncio.CancelledError:
+                self._keep_returned(resources, reader)
+                raise
             if expires > now_ms():
                 return payload
+
+    @staticmethod
+    def _keep_returned(resources: _CoreLoop, reader: QueueReader) -> None:
+        """A receive cancelled just after its reader handed it a message put the message back
+        in the reader's mailbox; the reader may have retired meanwhile (it had no waiter left),
+        so make sure the next receive of the channel finds the message, first in line."""
+        if not reader.mailbox.items:
+            return
+        current = resources.readers.get(reader.channel)
+        if current is None:
+            resources.readers[reader.channel] = reader  # restarted by the next waiting receive
+        elif current is not reader:
+            pending = [*reader.mailbox.items, *current.mailbox.items]
+            reader.mailbox.items.clear()
+            current.mailbox.items.clear()
+            for item in pending:
+                current.mailbox.deliver(item)
 
     async def _receive_local(self, resources: _CoreLoop, channel: str) -> bytes:
         nonlocal_name, suffix = _split_local(channel)
