@@ -34,7 +34,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from headrace._types import Receive, Scope, Send
-from headrace.exceptions import ChannelFull, ChannelLayerError
+from headrace.exceptions import ChannelFull
 from headrace.interface.messages import (
     BadReply,
     body_channel_names,
@@ -65,8 +65,8 @@ class HttpBridge:
     __slots__ = (
         "app",
         "backend",
-        "client_gone",
         "finished",
+        "interrupted",
         "main",
         "receive",
         "reply_channel",
@@ -85,12 +85,18 @@ class HttpBridge:
         self.reply_channel = ""
         self.started = False
         self.finished = False
-        self.client_gone = False
+        self.interrupted: str | None = None
+        """Why the client task cancelled the wait: ``"gone"`` (client left) or ``"layer"``."""
         self.reported = False
         self.main: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
-        self.reply_channel = await self.backend.new_channel("http.response")
+        try:
+            self.reply_channel = await self.backend.new_channel("http.response")
+        except Exception:  # a layer that is down raises its client's errors (redis-py's...)
+            logger.exception("Cannot make a reply channel on the channel layer")
+            await self._error(503, b"Service Unavailable\n")
+            return
         body, rest, more = await self._read_first_part()
         if more is None:
             return  # the client left before the request was complete: nothing was sent yet
@@ -138,21 +144,28 @@ class HttpBridge:
             logger.warning("http.request channel is full: answering 503")
             await self._error(503, b"Service Unavailable: request queue full\n")
             return False
-        except ChannelLayerError as exc:
-            logger.error("Cannot send http.request to the channel layer: %s", exc)
+        except Exception:
+            logger.exception("Cannot send http.request to the channel layer")
             await self._error(503, b"Service Unavailable\n")
             return False
         return True
 
     async def _follow_client(self, body_channel: str | None, rest: bytes, more: bool) -> None:
         """Stream the rest of the body, then wait for the client to leave (see module docs)."""
-        if body_channel is not None and not await self._stream_body(body_channel, rest, more):
-            self._client_left()
-            return
+        if body_channel is not None:
+            try:
+                streamed = await self._stream_body(body_channel, rest, more)
+            except Exception:
+                logger.exception("Cannot stream the request body to %s", body_channel)
+                self._interrupt("layer")
+                return
+            if not streamed:
+                self._interrupt("gone")
+                return
         while True:
             event = await self.receive()
             if event["type"] == "http.disconnect":
-                self._client_left()
+                self._interrupt("gone")
                 return
 
     async def _stream_body(self, channel: str, pending: bytes, more: bool) -> bool:
@@ -185,10 +198,10 @@ class HttpBridge:
                 await asyncio.sleep(delay)  # the worker is reading: back off, then try again
                 delay = min(delay * 2, BODY_RETRY_MAX)
 
-    def _client_left(self) -> None:
+    def _interrupt(self, reason: str) -> None:
         if self.finished or self.main is None:
             return
-        self.client_gone = True
+        self.interrupted = reason
         self.main.cancel()
 
     # -- the response -----------------------------------------------------------------------
@@ -203,11 +216,12 @@ class HttpBridge:
             await self._timed_out()
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if self.client_gone and task is not None and task.uncancel() == 0:
-                await self._report_gone()
-                return
-            await self._report_gone()  # the server cancelled us: its timeout or shutdown
-            raise
+            if self.interrupted is None or task is None or task.uncancel() > 0:
+                await self._report_gone()  # the server cancelled us: its timeout or shutdown
+                raise
+            if self.interrupted == "layer":
+                await self._give_up(503, b"Service Unavailable\n")
+            await self._report_gone()
 
     async def _apply(self, reply: object) -> None:
         try:
@@ -274,5 +288,5 @@ class HttpBridge:
         message = {"reply_channel": self.reply_channel, "path": self.scope["path"]}
         try:
             await self.backend.send("http.disconnect", message)
-        except ChannelLayerError as exc:
+        except Exception as exc:
             logger.debug("http.disconnect for %s not sent: %s", self.reply_channel, exc)

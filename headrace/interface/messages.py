@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from headrace._types import Scope
+from headrace.asgi import backend_name
 from headrace.layers.base import BaseChannelLayer
 
 __all__ = [
@@ -31,9 +32,6 @@ __all__ = [
 BODY_CHANNEL_PREFIX = "http.request.body"
 """The single-reader (``?``) channel a long request body is streamed on."""
 
-SINGLE_READER_MARKER = "__sr__"
-"""What ``?`` becomes in a backend channel name (the ASGI-1 view maps names the same way)."""
-
 
 class BadReply(ValueError):
     """A worker's reply the bridge cannot act on (not a dict, unknown keys, wrong types)."""
@@ -45,8 +43,8 @@ def body_channel_names() -> tuple[str, str]:
 
     Workers see the ``?`` name in ``body_channel``; the ASGI-1 view
     (:mod:`headrace.asgi`) receives it from the backend name, which the bridge sends to."""
-    suffix = BaseChannelLayer.random_suffix(16)
-    return f"{BODY_CHANNEL_PREFIX}?{suffix}", f"{BODY_CHANNEL_PREFIX}{SINGLE_READER_MARKER}{suffix}"
+    name = f"{BODY_CHANNEL_PREFIX}?{BaseChannelLayer.random_suffix(16)}"
+    return name, backend_name(name)
 
 
 def describe(reply: object, limit: int = 200) -> str:

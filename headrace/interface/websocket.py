@@ -29,12 +29,11 @@ a socket that is already closing or closed is dropped quietly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from headrace._types import Message, Receive, Scope, Send
-from headrace.exceptions import ChannelFull, ChannelLayerError
+from headrace.exceptions import ChannelFull
 from headrace.interface.messages import BadReply, check_keys, describe, websocket_connect_message
 
 if TYPE_CHECKING:
@@ -81,16 +80,19 @@ class WebSocketBridge:
         event = await self.receive()
         if event["type"] != "websocket.connect":
             return
-        self.reply_channel = await self.backend.new_channel("websocket.send")
+        try:
+            self.reply_channel = await self.backend.new_channel("websocket.send")
+        except Exception:  # a layer that is down raises its client's errors (redis-py's...)
+            logger.exception("Cannot make a reply channel on the channel layer")
+            await self._deny(503, b"Service Unavailable\n")
+            return
         if not await self._send_connect():
             return
         reader = asyncio.get_running_loop().create_task(self._read_replies())
         try:
             await self._forward_client()
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            reader.cancel()  # its receive() gives up its place; a reply after this is dropped
 
     # -- client → layer ---------------------------------------------------------------------
 
@@ -102,8 +104,8 @@ class WebSocketBridge:
             logger.warning("websocket.connect channel is full: answering 503")
             await self._deny(503, b"Service Unavailable: connection queue full\n")
             return False
-        except ChannelLayerError as exc:
-            logger.error("Cannot send websocket.connect to the channel layer: %s", exc)
+        except Exception:
+            logger.exception("Cannot send websocket.connect to the channel layer")
             await self._deny(503, b"Service Unavailable\n")
             return False
         return True
@@ -128,14 +130,14 @@ class WebSocketBridge:
                 }
                 try:
                     await backend.send("websocket.receive", message)
-                except ChannelLayerError as exc:
+                except Exception as exc:  # ChannelFull, or a layer that is down
                     await self._receive_refused(exc)
             elif kind == "websocket.disconnect":
                 self.phase = CLOSED
                 await self._send_disconnect(event.get("code", 1005), order + 1)
                 return
 
-    async def _receive_refused(self, error: ChannelLayerError) -> None:
+    async def _receive_refused(self, error: Exception) -> None:
         self.muted = True
         logger.warning(
             "websocket.receive not accepted by the channel layer (%s): closing %s with 1013",
@@ -149,7 +151,7 @@ class WebSocketBridge:
         message["order"] = order
         try:
             await self.backend.send("websocket.disconnect", message)
-        except ChannelLayerError as exc:
+        except Exception as exc:
             logger.warning("websocket.disconnect for %s not sent: %s", self.reply_channel, exc)
 
     # -- layer → client ---------------------------------------------------------------------

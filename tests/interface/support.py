@@ -54,7 +54,11 @@ def build_layer(spec: dict[str, Any]) -> BaseChannelLayer:
         return IPCChannelLayer(path=spec["path"], **options)
     from headrace.layers.redis import RedisChannelLayer
 
-    return RedisChannelLayer(hosts=[REDIS], prefix=spec["prefix"], **options)
+    hosts = [(REDIS[0], spec.get("redis_port", REDIS[1]))]
+    reconnect_timeout = spec.get("reconnect_timeout", 10.0)
+    return RedisChannelLayer(
+        hosts=hosts, prefix=spec["prefix"], reconnect_timeout=reconnect_timeout, **options
+    )
 
 
 def spec_from_environment() -> dict[str, Any]:
@@ -67,6 +71,8 @@ async def drop_spec_state(spec: dict[str, Any]) -> None:
     if spec["kind"] == "ipc":
         shutil.rmtree(os.path.dirname(spec["path"]), ignore_errors=True)
         return
+    if "redis_port" in spec:
+        return  # a Redis that does not run holds nothing
     import redis.asyncio as aioredis
 
     async with aioredis.Redis(host=REDIS[0], port=REDIS[1]) as raw:
@@ -119,10 +125,15 @@ class Process:
 class InterfaceServer(Process):
     """``python -m headrace ... tests.interface.target:application`` on a free port."""
 
-    def __init__(self, spec: dict[str, Any], *options: str) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        *options: str,
+        target: str = "tests.interface.target:application",
+    ) -> None:
         self.port = free_port()
         command = [sys.executable, "-m", "headrace", "-b", "127.0.0.1", "-p", str(self.port)]
-        command += [*options, "tests.interface.target:application"]
+        command += [*options, target]
         super().__init__(command, spec, "server")
         self._wait_listening()
 
@@ -133,9 +144,13 @@ class InterfaceServer(Process):
                 raise RuntimeError(f"server exited early:\n{self.output}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
+                    pass
             except OSError:
                 time.sleep(0.05)
+                continue
+            if "Listening on" in self.output:  # logged once the signal handlers are set up
+                return
+            time.sleep(0.05)
         raise TimeoutError(f"server did not listen:\n{self.output}")
 
     @property
@@ -156,13 +171,17 @@ class WorkerProcess(Process):
 
 
 async def next_message(
-    layer: BaseChannelLayer, channel: str, path: str | None = None, timeout: float = WAIT
+    layer: BaseChannelLayer, channel: str, path: str | None = None
 ) -> dict[str, Any]:
-    """The next message on ``channel`` (skipping ones for other paths when ``path`` is given)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    """The next message on ``channel`` within :data:`WAIT` (skipping ones for other paths when
+    ``path`` is given)."""
+    async with asyncio.timeout(WAIT):
+        return await _next_for(layer, channel, path)
+
+
+async def _next_for(layer: BaseChannelLayer, channel: str, path: str | None) -> dict[str, Any]:
     while True:
-        remaining = deadline - asyncio.get_running_loop().time()
-        message = await asyncio.wait_for(layer.receive(channel), max(remaining, 0.01))
+        message = await layer.receive(channel)
         if path is None or message.get("path") == path:
             return message
 
@@ -170,7 +189,8 @@ async def next_message(
 async def nothing_on(layer: BaseChannelLayer, channel: str, path: str, within: float) -> bool:
     """True when no message for ``path`` arrives on ``channel`` within ``within`` seconds."""
     try:
-        await next_message(layer, channel, path, timeout=within)
+        async with asyncio.timeout(within):
+            await _next_for(layer, channel, path)
     except TimeoutError:
         return True
     return False
@@ -198,8 +218,8 @@ class Site:
         self.hub = Hub(self.spec) if kind == "ipc" else None
         self.processes: list[Process] = []
 
-    def server(self, *options: str) -> InterfaceServer:
-        server = InterfaceServer(self.spec, *options)
+    def server(self, *options: str, **keywords: str) -> InterfaceServer:
+        server = InterfaceServer(self.spec, *options, **keywords)
         self.processes.append(server)
         return server
 
@@ -217,3 +237,11 @@ class Site:
         if self.hub is not None:
             self.hub.close()
         asyncio.run(drop_spec_state(self.spec))
+
+
+async def open_websocket(url: str, **options: Any) -> Any:
+    """``websockets.connect`` as a coroutine (for ``create_task``: the handshake completes only
+    once the test-side worker answered ``websocket.connect``)."""
+    import websockets
+
+    return await websockets.connect(url, open_timeout=WAIT, **options)

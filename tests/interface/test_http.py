@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from headrace.asgi import backend_name
 from headrace.interface import DEFAULT_BODY_CHUNK_SIZE
-from headrace.interface.messages import SINGLE_READER_MARKER
 from headrace.layers.base import BaseChannelLayer
-from tests.interface.support import WAIT, InterfaceServer, next_message, nothing_on
+from tests.interface.support import WAIT, InterfaceServer, next_message
 
 REQUEST_KEYS = {
     "reply_channel",
@@ -38,7 +38,7 @@ def unique_path(name: str) -> str:
 
 def backend_body_channel(name: str) -> str:
     assert name.startswith("http.request.body?")
-    return name.replace("?", SINGLE_READER_MARKER)
+    return backend_name(name)
 
 
 async def raw_request(server: InterfaceServer, request: bytes) -> asyncio.StreamWriter:
@@ -234,3 +234,17 @@ async def test_a_bad_chunk_cuts_the_response_off(
             await getting
     assert await next_message(layer, "http.disconnect", path)
     await answered(server, layer, unique_path("after-bad-chunk"))
+
+
+async def test_http2_requests_travel_the_same_way(
+    server: InterfaceServer, layer: BaseChannelLayer
+) -> None:
+    path = unique_path("h2")
+    async with httpx.AsyncClient(http1=False, http2=True, timeout=WAIT) as client:
+        getting = asyncio.create_task(client.get(server.url + path))
+        message = await next_message(layer, "http.request", path)
+        assert set(message) == REQUEST_KEYS
+        assert message["http_version"] == "2"
+        await layer.send(message["reply_channel"], {"status": 200, "content": b"over h2"})
+        response = await getting
+    assert (response.http_version, response.content) == ("HTTP/2", b"over h2")
