@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from functools import cached_property
 import time
 from collections.abc import Iterable, Iterator
+from functools import cached_property
 from typing import Any
 
 from django import http
@@ -69,7 +69,7 @@ class RequestAborted(Exception):
     """The client went away while its request body was still being read."""
 
 
-class ResponseLater(Exception):  # noqa: N818  # the Channels 1.x name
+class ResponseLater(Exception):  # the Channels 1.x name
     """Raised by a view that leaves the answer to another consumer (HTTP long-poll)."""
 
 
@@ -119,7 +119,7 @@ class AsgiRequest(http.HttpRequest):  # type: ignore[misc]  # Django is untyped 
         self._post_parse_error = False
         self._read_started = False
         self.resolver_match = None
-        self.script_name = content.get("root_path") or ""
+        self.script_name = content.get("root_path") or settings.FORCE_SCRIPT_NAME or ""
         full_path = content["path"]
         if isinstance(full_path, bytes):
             full_path = full_path.decode("utf-8")
@@ -173,13 +173,17 @@ class AsgiRequest(http.HttpRequest):  # type: ignore[misc]  # Django is untyped 
 
     def _read_body(self, content: dict[str, Any]) -> Any:
         """The whole body in a spooled file: ``body`` plus every chunk on ``body_channel``."""
-        spool = tempfile.SpooledTemporaryFile(
+        spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # the request owns it
             max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
         )
-        spool.write(content.get("body") or b"")
-        body_channel = content.get("body_channel")
-        if body_channel:
-            self._read_body_channel(body_channel, spool)
+        try:
+            spool.write(content.get("body") or b"")
+            body_channel = content.get("body_channel")
+            if body_channel:
+                self._read_body_channel(body_channel, spool)
+        except BaseException:
+            spool.close()
+            raise
         if not self._content_length:
             self._content_length = spool.tell()
         spool.seek(0)
@@ -205,7 +209,7 @@ class AsgiRequest(http.HttpRequest):  # type: ignore[misc]  # Django is untyped 
             deadline = time.monotonic() + self.body_receive_timeout
 
     @cached_property
-    def GET(self) -> http.QueryDict:  # noqa: N802  # Django's attribute name
+    def GET(self) -> http.QueryDict:  # Django's attribute name
         return http.QueryDict(self.META["QUERY_STRING"])
 
     def _get_post(self) -> Any:
@@ -225,7 +229,7 @@ class AsgiRequest(http.HttpRequest):  # type: ignore[misc]  # Django is untyped 
     FILES = property(_get_files)
 
     @cached_property
-    def COOKIES(self) -> dict[str, str]:  # noqa: N802  # Django's attribute name
+    def COOKIES(self) -> dict[str, str]:  # Django's attribute name
         cookies: dict[str, str] = http.parse_cookie(self.META.get("HTTP_COOKIE", ""))
         return cookies
 
@@ -314,8 +318,7 @@ class AsgiHandler(base.BaseHandler):  # type: ignore[misc]  # Django is untyped 
             "headers": cls.response_headers(response),
         }
         if not response.streaming:
-            for message in cls._chunked(head, response.content):
-                yield message
+            yield from cls._chunked(head, response.content)
             return
         pending: ResponseMessage = head
         try:

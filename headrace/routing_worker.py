@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import fnmatch
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from headrace.asgi import AsgiChannelLayer
     from headrace.routing import Router
 
-__all__ = ["RoutingWorker", "select_channels"]
+__all__ = ["RoutingWorker", "WorkerThread", "select_channels"]
 
 logger = logging.getLogger("headrace.worker")
 
@@ -81,7 +83,9 @@ def select_channels(
 
 def consumer_name(consumer: Any) -> str:
     """A readable dotted name for a consumer in log lines."""
-    target = consumer if inspect.isroutine(consumer) or inspect.isclass(consumer) else type(consumer)
+    target = (
+        consumer if inspect.isroutine(consumer) or inspect.isclass(consumer) else type(consumer)
+    )
     module = getattr(target, "__module__", "?")
     return f"{module}.{getattr(target, '__qualname__', repr(target))}"
 
@@ -97,6 +101,12 @@ def close_old_connections() -> None:
     except ImportError:
         return
     close()
+
+
+def _stopping() -> bool:
+    """Whether the current task is being cancelled (the worker is stopping)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class RoutingWorker(ChannelWorker):
@@ -166,7 +176,7 @@ class RoutingWorker(ChannelWorker):
             receive.cancel()
             await asyncio.wait({receive})
             taken = not receive.cancelled() and receive.exception() is None
-            if taken and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            if taken and _stopping():
                 self._start(channel, receive.result())  # stopping: finish it, never drop it
         if receive.cancelled():
             return None
@@ -281,3 +291,40 @@ class RoutingWorker(ChannelWorker):
             logger.warning("DenyConnection outside a websocket.connect consumer: ignored")
             return
         message.reply_channel.send({"close": True}, immediately=True)
+
+
+class WorkerThread(threading.Thread):
+    """A :class:`RoutingWorker` on its own event loop in a daemon thread (``runserver``'s
+    in-process workers). :meth:`stop` ends it as SIGTERM would: consumers in flight finish."""
+
+    def __init__(self, worker: RoutingWorker) -> None:
+        super().__init__(name="headrace-routing-worker", daemon=True)
+        self.worker = worker
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._started = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.ensure_future(self.worker.handle())
+        self._started.set()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            logger.info("Worker thread stopped")
+        except Exception:
+            logger.exception("The worker thread failed")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Cancel the listeners, let the consumers in flight finish, wait for the thread."""
+        if not self.is_alive():
+            return
+        self._started.wait(timeout)
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(task.cancel)
+        self.join(timeout)

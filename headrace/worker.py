@@ -107,7 +107,7 @@ class ChannelWorker(abc.ABC):
     async def dispatch(self, channel: str, message: Message) -> None:
         """Start the work for one message."""
 
-    async def shutdown(self) -> None:
+    async def shutdown(self) -> None:  # noqa: B027  # optional hook: nothing to do by default
         """Deal with work in flight once the listeners have stopped (subclasses)."""
 
 

@@ -169,6 +169,8 @@ class HubLink:
         self.protocol: LinkProtocol | None = None
         self.pending: dict[int, asyncio.Future[tuple[int, Any]]] = {}
         self.cancelled: dict[int, str] = {}
+        # Messages answered to receives cancelled an instant earlier, for their clean-up.
+        self.orphaned: dict[int, tuple[bytes, float]] = {}
         self._ids = count(1)
         self._connecting: asyncio.Future[LinkProtocol] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -272,6 +274,7 @@ class HubLink:
             return  # a connection that failed during HELLO; the current one is fine
         self.protocol = None
         self.cancelled.clear()
+        self.orphaned.clear()
         self.retired.clear()
         self.unwatching.clear()
         self._consumed.clear()  # the next hub starts with nothing counted
@@ -331,6 +334,8 @@ class HubLink:
             if future is not None:
                 if not future.done():
                     future.set_result((Status.OK, value))
+                elif future.cancelled():
+                    self.orphaned[request_id] = value
             elif request_id in self.cancelled:
                 self.on_reply((request_id, Status.OK, value))
 
@@ -388,8 +393,12 @@ class HubLink:
     def _abandon(
         self, channel: str, request_id: int, future: asyncio.Future[tuple[int, Any]]
     ) -> None:
+        orphaned = self.orphaned.pop(request_id, None)
         protocol = self.protocol
         if protocol is None:
+            return
+        if orphaned is not None:
+            protocol.write((Op.PUSH_FRONT, 0, channel, orphaned[0], orphaned[1]))
             return
         if future.done() and not future.cancelled() and future.exception() is None:
             status, value = future.result()

@@ -420,6 +420,24 @@ class RedisChannelLayer(BaseChannelLayer):
         if reader.task is None or reader.task.done():
             reader.task = resources.spawn(self._read_queue(resources, reader))
 
+    async def _hand_over_popped(
+        self, client: AnyRedis, key: str, reader: QueueReader, element: bytes
+    ) -> None:
+        """Give a popped element to a waiting receive; when every receive left while the
+        BLPOP was out, push it back to the head of the list, so it stays in Redis for any
+        process (not buffered in this one, which may die first). If Redis cannot take it back,
+        it waits in this process for the next receive."""
+        expires, _, payload = scripts.parse_element(element)
+        if expires <= now_ms():
+            return
+        if not reader.mailbox.has_waiters():
+            try:
+                await client.lpush(key, element)
+                return
+            except RETRYABLE:
+                pass
+        reader.mailbox.deliver((expires, payload, False))
+
     async def _read_queue(self, resources: _CoreLoop, reader: QueueReader) -> None:
         client, base = self._client(resources, self.shard_of(reader.channel))
         key = f"{base}:c:{reader.channel}"
@@ -434,9 +452,7 @@ class RedisChannelLayer(BaseChannelLayer):
             raise_if_cancelling()
             backoff.reset()
             if popped:
-                expires, _, payload = scripts.parse_element(cast(bytes, popped[1]))
-                if expires > now_ms():
-                    reader.mailbox.deliver((expires, payload, False))
+                await self._hand_over_popped(client, key, reader, cast(bytes, popped[1]))
         if not reader.mailbox.items and resources.readers.get(reader.channel) is reader:
             del resources.readers[reader.channel]
 

@@ -8,6 +8,14 @@ of the WSGI server it runs :func:`headrace.server.server.run` on ``ASGI_APPLICAT
 wrapped in Django's ``ASGIStaticFilesHandler`` when DEBUG (or ``--insecure``) unless
 ``--nostatic``. ``--noasgi`` falls back to Django's WSGI server.
 
+In a project whose default channel layer has ``ROUTING`` (Channels 1.x), the application is
+the interface bridge over that layer (``headrace.interface.InterfaceApplication``: requests
+and WebSocket events become layer messages) and, unless ``--noworker``, a
+:class:`~headrace.routing_worker.RoutingWorker` runs the routing's consumers and the Django
+views in threads of this process (:data:`RUNSERVER_WORKER_THREADS`), so the in-memory layer
+works; with ``--noworker`` separate ``runworker`` processes answer. ``ASGI_APPLICATION`` is
+not needed then.
+
 Server options are not redefined here: each runserver option below is a field of
 :class:`headrace.server.config.Config`, added under Daphne's runserver spelling with the
 field's own help, parser and validator, and the whole set is validated by building one
@@ -30,7 +38,7 @@ from django.core.management import CommandError
 from django.core.management.commands.runserver import Command as DjangoRunserverCommand
 from django.utils import autoreload
 
-from headrace import __version__
+from headrace import DEFAULT_CHANNEL_LAYER, __version__
 from headrace._types import ASGIApp
 from headrace.routing import get_default_application
 from headrace.server.accesslog import AccessLogger
@@ -51,11 +59,21 @@ RUNSERVER_OPTIONS: dict[str, tuple[str, ...]] = {
     "application_close_timeout": ("--application-close-timeout",),
 }
 
+RUNSERVER_WORKER_THREADS = 4
+"""Consumer threads of the in-process Channels-1 worker (Channels 1.x ran four)."""
+
 # Daphne's runserver reads these settings when the option is not given.
 SETTINGS_FALLBACKS = {
     "websocket_max_message_size": "DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE",
     "websocket_max_frame_size": "DAPHNE_WEBSOCKET_MAX_FRAME_SIZE",
 }
+
+
+def routing_layer_configured() -> bool:
+    """Whether the default channel layer is a Channels-1 layer (it has ``ROUTING``)."""
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    config = layers.get(DEFAULT_CHANNEL_LAYER)
+    return isinstance(config, dict) and "ROUTING" in config
 
 
 class RunserverAccessLog(AccessLogger):
@@ -104,6 +122,13 @@ class Command(DjangoRunserverCommand):  # type: ignore[misc, unused-ignore]
             default=True,
             help="Run Django's WSGI development server instead of headrace.",
         )
+        parser.add_argument(
+            "--noworker",
+            action="store_false",
+            dest="run_worker",
+            default=True,
+            help="With a ROUTING channel layer: do not run worker threads (use runworker).",
+        )
         specs = {name: spec for name, spec, _ in option_fields()}
         for name, flags in RUNSERVER_OPTIONS.items():
             spec = specs[name]
@@ -125,7 +150,11 @@ class Command(DjangoRunserverCommand):  # type: ignore[misc, unused-ignore]
             )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["use_asgi"] and not getattr(settings, "ASGI_APPLICATION", None):
+        if (
+            options["use_asgi"]
+            and not getattr(settings, "ASGI_APPLICATION", None)
+            and not routing_layer_configured()
+        ):
             raise CommandError("You have not set ASGI_APPLICATION, which runserver needs.")
         super().handle(*args, **options)
 
@@ -152,13 +181,43 @@ class Command(DjangoRunserverCommand):  # type: ignore[misc, unused-ignore]
         """ASGI_APPLICATION, behind the static files handler when static files are served."""
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-        application: ASGIApp = get_default_application()
+        application: ASGIApp = (
+            self.interface_application()
+            if routing_layer_configured()
+            else get_default_application()
+        )
         staticfiles = apps.is_installed("django.contrib.staticfiles")
         use_static = options.get("use_static_handler", staticfiles)
         if use_static and (settings.DEBUG or options.get("insecure_serving", False)):
             static_app: ASGIApp = ASGIStaticFilesHandler(application)
             return static_app
         return application
+
+    def interface_application(self) -> ASGIApp:
+        """The Channels-1 interface bridge over the default layer's ASGI-1 view."""
+        from headrace.asgi import get_channel_layer
+
+        application: ASGIApp = get_channel_layer(DEFAULT_CHANNEL_LAYER).as_asgi_application()
+        return application
+
+    def start_worker(self, options: dict[str, Any]) -> Any:
+        """The in-process Channels-1 worker thread, or ``None`` when there is none to run."""
+        if not routing_layer_configured() or not options.get("run_worker", True):
+            return None
+        from headrace.asgi import channel_layers
+        from headrace.routing_worker import RoutingWorker, WorkerThread
+
+        wrapper = channel_layers[DEFAULT_CHANNEL_LAYER]
+        worker = RoutingWorker(
+            wrapper.channel_layer, wrapper.router, threads=RUNSERVER_WORKER_THREADS
+        )
+        thread = WorkerThread(worker)
+        thread.start()
+        self.stdout.write(
+            f"Worker thread running ({RUNSERVER_WORKER_THREADS} consumer threads), channels: "
+            f"{', '.join(worker.asgi_names)}\n"
+        )
+        return thread
 
     def inner_run(self, *args: Any, **options: Any) -> None:
         if not options.get("use_asgi", True):
@@ -169,7 +228,12 @@ class Command(DjangoRunserverCommand):  # type: ignore[misc, unused-ignore]
         config = self.server_config(options)
         self.run_checks(options)
         self.write_banner()
-        status = self.serve(config, options)
+        worker = self.start_worker(options)
+        try:
+            status = self.serve(config, options)
+        finally:
+            if worker is not None:
+                worker.stop()
         if status != 0:
             # sys.exit does not end the process from the autoreloader's thread.
             self.stderr.flush()

@@ -136,7 +136,8 @@ class Command(BaseCommand):  # type: ignore[misc, unused-ignore]
         from headrace.asgi import channel_layers
         from headrace.routing_worker import RoutingWorker
 
-        threads = options.get("threads") or 1
+        threads = options.get("threads")
+        threads = 1 if threads is None else threads
         if threads < 1:
             raise CommandError(f"--threads must be at least 1, not {threads}")
         wrapper = channel_layers[alias]

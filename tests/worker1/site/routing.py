@@ -1,7 +1,6 @@
 """The project's Channels-1 routing."""
 
 from headrace.routing import route
-
 from tests.worker1.site import consumers
 
 channel_routing = [

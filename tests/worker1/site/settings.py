@@ -10,12 +10,13 @@ SECRET_KEY = "tests-only"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
-INSTALLED_APPS = ["django.contrib.contenttypes", "headrace"]
+INSTALLED_APPS = ["headrace"]
 MIDDLEWARE = ["tests.worker1.site.middleware.stamp"]
 ROOT_URLCONF = "tests.worker1.site.urls"
 DATABASES: dict[str, dict[str, str]] = {}
 ASGI_APPLICATION = "tests.worker1.site.asgi.application"
 LOGGING_CONFIG = None
+DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 
 _BACKEND = os.environ.get("WORKER1_BACKEND", "inmemory")
 _PREFIX = os.environ.get("WORKER1_PREFIX", "worker1")

@@ -41,7 +41,9 @@ def upload(request: HttpRequest) -> HttpResponse:
         {
             "length": len(body),
             "sha256": hashlib.sha256(body).hexdigest(),
-            "field": request.POST.get("field") if request.content_type.endswith("urlencoded") else None,
+            "field": request.POST.get("field")
+            if request.content_type.endswith("urlencoded")
+            else None,
         }
     )
 
@@ -55,7 +57,7 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
 
 
 def big_file(request: HttpRequest) -> FileResponse:
-    handle = tempfile.TemporaryFile()
+    handle = tempfile.TemporaryFile()  # noqa: SIM115  # FileResponse closes it
     handle.write(b"x" * (1300 * 1024))
     handle.seek(0)
     return FileResponse(handle, content_type="application/octet-stream")
