@@ -2,7 +2,8 @@
 
 * ``headrace.E001``: ``headrace`` must come before ``django.contrib.staticfiles`` in
   ``INSTALLED_APPS``; both apps ship a ``runserver`` command and Django uses the first.
-* ``headrace.E002``: ``ASGI_APPLICATION`` must be set and name an importable object.
+* ``headrace.E002``: ``ASGI_APPLICATION`` must be set and name an importable object, unless
+  the project is a Channels-1 one (a ``CHANNEL_LAYERS`` entry has ``ROUTING``), which needs none.
 * ``headrace.E003``: ``CHANNEL_LAYERS`` must be a dict of aliases to dicts with a
   ``BACKEND`` string and, optionally, a ``CONFIG`` dict.
 * ``headrace.E004``: every layer ``BACKEND`` must be importable.
@@ -53,6 +54,8 @@ def check_asgi_application(
     from django.utils.module_loading import import_string
 
     path = getattr(settings, "ASGI_APPLICATION", None)
+    if path is None and _has_routing_layer(getattr(settings, "CHANNEL_LAYERS", {})):
+        return []  # Channels 1.x: interface servers and workers run the layer's ROUTING
     if not path or not isinstance(path, str):
         return [
             Error(
@@ -72,6 +75,12 @@ def check_asgi_application(
             )
         ]
     return []
+
+
+def _has_routing_layer(layers: Any) -> bool:
+    return isinstance(layers, dict) and any(
+        isinstance(layer, dict) and "ROUTING" in layer for layer in layers.values()
+    )
 
 
 def check_channel_layers(

@@ -48,6 +48,22 @@ def test_asgi_application_missing_is_e002() -> None:
         assert ids(check_asgi_application()) == ["headrace.E002"]
 
 
+@override_settings(
+    CHANNEL_LAYERS={
+        "default": {
+            "BACKEND": "headrace.layers.InMemoryChannelLayer",
+            "ROUTING": "mysite.routing.channel_routing",
+        }
+    }
+)
+def test_channels1_project_needs_no_asgi_application() -> None:
+    with override_settings():
+        from django.conf import settings
+
+        del settings.ASGI_APPLICATION
+        assert check_asgi_application() == []
+
+
 @override_settings(ASGI_APPLICATION="tests.django.no_such_module.application")
 def test_asgi_application_not_importable_is_e002() -> None:
     (error,) = check_asgi_application()
