@@ -99,10 +99,21 @@ class ServerState:
             return False
         return any(address in network for network in self._trusted_networks)
 
-    def track_task(self, task: asyncio.Task[None]) -> None:
-        """Track an app task until it is done (graceful shutdown waits for it)."""
+    def track_task(self, task: asyncio.Task[None], counted: bool = False) -> None:
+        """Track an app task until it is done (graceful shutdown waits for it).
+
+        ``counted``: the task runs under ``--limit-concurrency`` (``active_requests``) until done.
+        """
         self.tasks.add(task)
-        task.add_done_callback(self.task_finished)
+        if counted:
+            self.active_requests += 1
+            task.add_done_callback(self._counted_task_finished)
+        else:
+            task.add_done_callback(self.task_finished)
+
+    def _counted_task_finished(self, task: asyncio.Task[None]) -> None:
+        self.active_requests -= 1
+        self.task_finished(task)
 
     def task_finished(self, task: asyncio.Task[None]) -> None:
         """Stop tracking ``task``; hot paths call this from the task's own ``finally``

@@ -22,11 +22,13 @@ calls ``sink.pause_body()`` (stop reading the socket / stop opening the HTTP/2 w
 answered lazily, on the app's first ``receive()``, and never once a final response started.
 After the response completes, or the client left, ``receive()`` returns ``http.disconnect``.
 
-Server limits are decided here for every wire, from ``state.settings.limits``: a request the
-server answers itself before any app runs (:func:`refusal`: ``413`` for a declared body above
-``--max-request-body-size``, ``503`` beyond ``--limit-concurrency``), and a body that grows past
-the limit while it streams (:meth:`HTTPStream.body_exceeds_limit`, then
-:meth:`HTTPStream.refuse_body`). The wire only frames the answer.
+Server limits are decided in the stream layer for every wire, from ``state.settings.limits``:
+a request the server answers itself before any app runs
+(:func:`headrace.server.streams.admission.refusal`: ``413`` for a declared body above
+``--max-request-body-size``, ``503`` beyond ``--limit-concurrency``, which counts the requests
+between :meth:`HTTPStream.start` and the app's return), and a body that grows past the limit
+while it streams (:meth:`HTTPStream.body_exceeds_limit`, then :meth:`HTTPStream.refuse_body`).
+The wire only frames the answer.
 """
 
 from __future__ import annotations
@@ -47,29 +49,6 @@ START, PENDING, STREAMING, COMPLETE = 0, 1, 2, 3
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 _ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
-
-ERROR_MESSAGES = {
-    413: "Content Too Large",
-    431: "Request Header Fields Too Large",
-    503: "Service Unavailable",
-}
-"""The text of the answers the server gives itself (the wire frames them)."""
-
-
-def refusal(state: ServerState, content_length: int | None, counted: bool = True) -> int:
-    """The status the server answers a new request with instead of running the app, or 0.
-
-    ``content_length``: the declared body size, when the request has one. ``counted``: the
-    request would run under ``--limit-concurrency`` (WebSocket upgrades do not).
-    """
-    limits = state.settings.limits
-    limit = limits.max_body_size
-    if limit and content_length is not None and content_length > limit:
-        return 413
-    concurrency = limits.limit_concurrency
-    if counted and concurrency is not None and state.active_requests >= concurrency:
-        return 503
-    return 0
 
 
 class ResponseSink(Protocol):

@@ -59,7 +59,8 @@ from headrace.server.protocols.http11 import (
     split_target,
     status_line,
 )
-from headrace.server.streams.http import ERROR_MESSAGES, STREAMING, HTTPStream, refusal
+from headrace.server.streams.admission import ERROR_MESSAGES, refusal
+from headrace.server.streams.http import STREAMING, HTTPStream
 from headrace.server.streams.scope import http_scope, websocket_scope
 from headrace.server.tls import connection_tls_extension
 

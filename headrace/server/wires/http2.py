@@ -48,14 +48,8 @@ from headrace.server.protocols.chunked import ChunkedBody
 from headrace.server.protocols.fields import check_response_field
 from headrace.server.protocols.http2 import ErrorCode, H2Protocol, H2Settings, Headers
 from headrace.server.protocols.http11 import date_header_value
-from headrace.server.streams.http import (
-    ERROR_MESSAGES,
-    PENDING,
-    START,
-    STREAMING,
-    HTTPStream,
-    refusal,
-)
+from headrace.server.streams.admission import error_body, refusal
+from headrace.server.streams.http import PENDING, START, STREAMING, HTTPStream
 from headrace.server.streams.scope import http_scope, websocket_scope
 from headrace.server.tls import connection_tls_extension
 from headrace.server.wires.websocket_h2 import start_websocket_stream
@@ -354,7 +348,7 @@ class HTTP2Handler:
             declared = _content_length(regular) if self._max_body and not end_stream else None
             status = refusal(self.state, declared)
             if status:
-                stream.send_error(status, (ERROR_MESSAGES[status] + "\n").encode())
+                stream.send_error(status, error_body(status))
                 self.protocol.stream_finished(stream_id)
                 return
         self.streams[stream_id] = stream

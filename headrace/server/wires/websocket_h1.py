@@ -23,7 +23,7 @@ from headrace.server.protocols.websocket import (
     accept_response_head,
     validate_request,
 )
-from headrace.server.streams.websocket import WebSocketStream
+from headrace.server.streams.admission import open_websocket
 
 if TYPE_CHECKING:
     from headrace.server.connection import Connection
@@ -149,10 +149,9 @@ def start_websocket(
     assert handshake.key is not None
     scope["subprotocols"] = handshake.subprotocols
     transport = Http11WebSocketTransport(connection, handshake.key, settings.server_header)
-    stream = WebSocketStream(
-        transport, scope, state.app, handshake, settings, access_log=state.access_log
-    )
-    state.track_task(stream.start())
+    stream = open_websocket(state, transport, scope, handshake)
+    if stream is None:
+        return _RejectedHandshake()  # refused (503): the answer is out, the connection closes
     if trailing_data:
         stream.data_received(trailing_data)
     return stream

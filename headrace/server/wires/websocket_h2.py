@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Protocol
 from headrace._types import Scope
 from headrace.server.protocols.http2 import H2Protocol
 from headrace.server.protocols.websocket import HandshakeError, validate_request
-from headrace.server.streams.websocket import WebSocketSettings, WebSocketStream
+from headrace.server.streams.admission import open_websocket
+from headrace.server.streams.websocket import WebSocketStream
 
 if TYPE_CHECKING:
     from headrace.server.connection import Connection
@@ -63,19 +64,9 @@ def start_websocket_stream(
         channel.send_response(error.status, headers, body)
         return channel
     scope["subprotocols"] = handshake.subprotocols
-    state = handler.state
-    settings: WebSocketSettings = state.settings.websocket
-    stream = WebSocketStream(
-        channel,
-        scope,
-        state.app,
-        handshake,
-        settings,
-        access_log=state.access_log,
-        on_finished=lambda _stream: channel.finished(),
+    channel.stream = open_websocket(
+        handler.state, channel, scope, handshake, on_finished=lambda _stream: channel.finished()
     )
-    channel.stream = stream
-    state.track_task(stream.start())
     return channel
 
 
