@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-DEFAULT_CHANNEL_LAYER = "default"
+from headrace.constants import DEFAULT_CHANNEL_LAYER
 
 if TYPE_CHECKING:
     from headrace.asgi import channel_layers

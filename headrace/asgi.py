@@ -55,9 +55,9 @@ message); a bad name raises :class:`InvalidChannelName` (a ``TypeError``).
 *Settings.* ``CHANNEL_LAYERS`` is the modern setting; an entry with a ``"ROUTING"`` key (a
 dotted path to a routing list, or the list itself) is a Channels-1 layer. :data:`channel_layers`
 maps an alias to a :class:`ChannelLayerWrapper` (``.channel_layer`` the view, ``.routing``,
-``.router``, ``.alias``); the view's backend is the modern manager's backend for that alias
-(``headrace.layers.channel_layers[alias]``), so 1.x and modern code in one process share one
-layer.
+``.alias``; ``headrace.routing.Router(wrapper.routing)`` resolves the routing); the view's
+backend is the modern manager's backend for that alias (``headrace.layers.channel_layers[alias]``),
+so 1.x and modern code in one process share one layer.
 """
 
 from __future__ import annotations
@@ -76,9 +76,9 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from headrace import DEFAULT_CHANNEL_LAYER
+from headrace.constants import DEFAULT_CHANNEL_LAYER
 from headrace.exceptions import (
     ChannelFull,
     ChannelLayerError,
@@ -87,9 +87,6 @@ from headrace.exceptions import (
     MessageTooLarge,
 )
 from headrace.layers.base import BaseChannelLayer
-
-if TYPE_CHECKING:
-    from headrace.routing import Router
 
 __all__ = [
     "BLOCKING_TIMEOUT",
@@ -742,16 +739,6 @@ class ChannelLayerWrapper:
         self.channel_layer = channel_layer
         self.alias = alias
         self.routing = routing
-        self._router: Router | None = None
-
-    @property
-    def router(self) -> Router:
-        """A :class:`headrace.routing.Router` over :attr:`routing` (built on first use)."""
-        if self._router is None:
-            from headrace.routing import Router
-
-            self._router = Router(self.routing)
-        return self._router
 
     def __repr__(self) -> str:
         return f"<ChannelLayerWrapper alias={self.alias!r} {self.channel_layer!r}>"

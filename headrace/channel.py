@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from headrace import DEFAULT_CHANNEL_LAYER
+from headrace.constants import DEFAULT_CHANNEL_LAYER
 
 if TYPE_CHECKING:
     from headrace.asgi import AsgiChannelLayer

@@ -37,8 +37,8 @@ from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
 
-from headrace import DEFAULT_CHANNEL_LAYER
 from headrace._types import ASGIApp, Message, Receive, Scope, Send
+from headrace.constants import DEFAULT_CHANNEL_LAYER
 from headrace.db import aclose_old_connections, database_sync_to_async, db_cleanup_enabled
 from headrace.exceptions import StopConsumer
 from headrace.layers import BaseChannelLayer, get_channel_layer

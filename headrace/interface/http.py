@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headrace._types import Receive, Scope, Send
 from headrace.exceptions import ChannelFull
 from headrace.interface.messages import (
     BadReply,
+    BridgeOwner,
     body_channel_names,
     check_keys,
     content_of,
@@ -44,9 +45,6 @@ from headrace.interface.messages import (
     http_request_message,
     response_headers,
 )
-
-if TYPE_CHECKING:
-    from headrace.interface.application import InterfaceApplication
 
 __all__ = ["HttpBridge"]
 
@@ -76,7 +74,7 @@ class HttpBridge:
         "started",
     )
 
-    def __init__(self, app: InterfaceApplication, scope: Scope, receive: Receive, send: Send):
+    def __init__(self, app: BridgeOwner, scope: Scope, receive: Receive, send: Send):
         self.app = app
         self.backend = app.backend
         self.scope = scope

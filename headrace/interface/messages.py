@@ -13,7 +13,7 @@ one, and the bridges turn it into a logged error and a 500 / close 1011 for the 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from headrace._types import Scope
 from headrace.asgi import backend_name
@@ -31,6 +31,16 @@ __all__ = [
 
 BODY_CHANNEL_PREFIX = "http.request.body"
 """The single-reader (``?``) channel a long request body is streamed on."""
+
+
+class BridgeOwner(Protocol):
+    """What a connection's bridge reads from the application that made it (InterfaceApplication)."""
+
+    http_timeout: float | None
+    body_chunk_size: int
+
+    @property
+    def backend(self) -> BaseChannelLayer: ...
 
 
 class BadReply(ValueError):

@@ -30,14 +30,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headrace._types import Message, Receive, Scope, Send
 from headrace.exceptions import ChannelFull
-from headrace.interface.messages import BadReply, check_keys, describe, websocket_connect_message
-
-if TYPE_CHECKING:
-    from headrace.interface.application import InterfaceApplication
+from headrace.interface.messages import (
+    BadReply,
+    BridgeOwner,
+    check_keys,
+    describe,
+    websocket_connect_message,
+)
 
 __all__ = ["WebSocketBridge"]
 
@@ -66,7 +69,7 @@ class WebSocketBridge:
         "send",
     )
 
-    def __init__(self, app: InterfaceApplication, scope: Scope, receive: Receive, send: Send):
+    def __init__(self, app: BridgeOwner, scope: Scope, receive: Receive, send: Send):
         self.backend = app.backend
         self.scope = scope
         self.receive = receive

@@ -18,7 +18,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from headrace import DEFAULT_CHANNEL_LAYER
+from headrace.constants import DEFAULT_CHANNEL_LAYER
 from headrace.exceptions import ChannelFull, InvalidChannelLayerError
 from headrace.layers.base import BaseChannelLayer
 from headrace.layers.inmemory import InMemoryChannelLayer

@@ -160,8 +160,7 @@ def test_channel_layers_wrapper_from_settings() -> None:
     from tests.channels1.routing_module import channel_routing
 
     assert wrapper.routing is channel_routing
-    assert isinstance(wrapper.router, Router)
-    assert wrapper.router.channels == {"websocket.receive"}
+    assert Router(wrapper.routing).channels == {"websocket.receive"}
     assert channel_layers["listed"].routing == []
     assert channel_layers["modern"].routing == []
     assert "default" in channel_layers and "missing" not in channel_layers

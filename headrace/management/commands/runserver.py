@@ -40,7 +40,7 @@ from django.utils import autoreload
 
 from headrace import DEFAULT_CHANNEL_LAYER, __version__
 from headrace._types import ASGIApp
-from headrace.routing import get_default_application
+from headrace.routing import Router, get_default_application
 from headrace.server.accesslog import AccessLogger
 from headrace.server.config import Config, ConfigError, _argparse_type, option_fields
 
@@ -209,7 +209,7 @@ class Command(DjangoRunserverCommand):  # type: ignore[misc, unused-ignore]
 
         wrapper = channel_layers[DEFAULT_CHANNEL_LAYER]
         worker = RoutingWorker(
-            wrapper.channel_layer, wrapper.router, threads=RUNSERVER_WORKER_THREADS
+            wrapper.channel_layer, Router(wrapper.routing), threads=RUNSERVER_WORKER_THREADS
         )
         thread = WorkerThread(worker)
         thread.start()

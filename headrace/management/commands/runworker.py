@@ -23,9 +23,9 @@ from django.core.management import (
     CommandError,
 )
 
-from headrace import DEFAULT_CHANNEL_LAYER
+from headrace.constants import DEFAULT_CHANNEL_LAYER
 from headrace.layers import get_channel_layer
-from headrace.routing import get_default_application
+from headrace.routing import Router, get_default_application
 from headrace.worker import Worker
 
 logger = logging.getLogger("headrace.worker")
@@ -144,7 +144,7 @@ class Command(BaseCommand):  # type: ignore[misc, unused-ignore]
         try:
             worker = RoutingWorker(
                 wrapper.channel_layer,
-                wrapper.router,
+                Router(wrapper.routing),
                 only_channels=options.get("only_channels") or (),
                 exclude_channels=options.get("exclude_channels") or (),
                 threads=threads,
