@@ -276,7 +276,9 @@ async def test_trailers(wire: HTTPWire, tls: TLSMaterial) -> None:
     assert reply.trailers == [(b"x-checksum", b"abc123")]
 
 
-@over(HTTP_WIRES)
+# HTTP/1.1 does not offer early hints yet (103 on HTTP/1.1 is open work on issue 16); the case runs
+# over the wires that offer the extension.
+@over([wire for wire in HTTP_WIRES if wire.http_version == "2"])
 async def test_early_hints(wire: HTTPWire, tls: TLSMaterial) -> None:
     offered: list[bool] = []
 
