@@ -87,6 +87,7 @@ from headrace.exceptions import (
     MessageTooLarge,
 )
 from headrace.layers.base import BaseChannelLayer
+from headrace.utils import import_string
 
 __all__ = [
     "BLOCKING_TIMEOUT",
@@ -701,17 +702,6 @@ atexit.register(_close_all_at_exit)
 # ---------------------------------------------------------------------- settings
 
 
-def _import_string(dotted_path: str) -> Any:
-    module_path, _, attribute = dotted_path.rpartition(".")
-    if not module_path:
-        raise ImportError(f"{dotted_path!r} is not a dotted path")
-    module = importlib.import_module(module_path)
-    try:
-        return getattr(module, attribute)
-    except AttributeError as exc:
-        raise ImportError(f"module {module_path!r} has no attribute {attribute!r}") from exc
-
-
 def resolve_routing(routing: Any, alias: str = DEFAULT_CHANNEL_LAYER) -> Any:
     """The ``ROUTING`` setting made concrete: a dotted path is imported; a list, tuple or dict
     is returned as it is; ``None`` becomes an empty list."""
@@ -719,7 +709,7 @@ def resolve_routing(routing: Any, alias: str = DEFAULT_CHANNEL_LAYER) -> Any:
         return []
     if isinstance(routing, str):
         try:
-            routing = _import_string(routing)
+            routing = import_string(routing)
         except ImportError as exc:
             raise InvalidChannelLayerError(
                 f"Cannot import ROUTING {routing!r} of channel layer {alias!r}: {exc}"

@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from headrace._types import Receive, Scope, Send
+from headrace.utils import import_string
 
 if TYPE_CHECKING:
     from headrace.message import Message
@@ -225,12 +226,9 @@ _ROUTE_CHANNEL_REGEX = re.compile(r"^[a-zA-Z\d\-_.]+$")
 
 
 def _import_dotted(dotted: str, what: str) -> Any:
-    module_path, _, attribute = dotted.rpartition(".")
     try:
-        if not module_path:
-            raise ImportError(f"{dotted!r} is not a dotted path")
-        return getattr(importlib.import_module(module_path), attribute)
-    except (ImportError, AttributeError) as exc:
+        return import_string(dotted)
+    except ImportError as exc:
         raise ImportError(f"cannot import {what} {dotted!r}: {exc}") from exc
 
 

@@ -14,7 +14,6 @@ Backends receive ``CONFIG`` as keyword arguments and never read settings themsel
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from headrace.constants import DEFAULT_CHANNEL_LAYER
 from headrace.exceptions import ChannelFull, InvalidChannelLayerError
 from headrace.layers.base import BaseChannelLayer
 from headrace.layers.inmemory import InMemoryChannelLayer
+from headrace.utils import import_string
 
 __all__ = [
     "BaseChannelLayer",
@@ -33,17 +33,6 @@ __all__ = [
 ]
 
 LayerSettings = Mapping[str, Mapping[str, Any]]
-
-
-def _import_string(dotted_path: str) -> Any:
-    module_path, _, attribute = dotted_path.rpartition(".")
-    if not module_path:
-        raise ImportError(f"{dotted_path!r} is not a dotted path")
-    module = importlib.import_module(module_path)
-    try:
-        return getattr(module, attribute)
-    except AttributeError as exc:
-        raise ImportError(f"module {module_path!r} has no attribute {attribute!r}") from exc
 
 
 def _django_settings_layers() -> LayerSettings:
@@ -118,7 +107,7 @@ class ChannelLayerManager:
         if "BACKEND" not in alias:
             raise InvalidChannelLayerError(f"No BACKEND specified for {name}")
         try:
-            backend_class = _import_string(alias["BACKEND"])
+            backend_class = import_string(alias["BACKEND"])
         except ImportError as exc:
             raise InvalidChannelLayerError(
                 f"Cannot import BACKEND {alias['BACKEND']!r} specified for {name}: {exc}"
