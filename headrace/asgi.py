@@ -468,6 +468,13 @@ class AsgiChannelLayer:
         check_message(message, self.max_message_size)
         self._call(self.backend.send(name, message))
 
+    async def send_async(self, channel: str, message: Message) -> None:
+        """:meth:`send` for asyncio callers: checked the same way, then awaited on the
+        backend from the caller's own loop (no hop to the view's loop)."""
+        name = require_valid_channel_name(channel)
+        check_message(message, self.max_message_size)
+        await self.backend.send(name, message)
+
     def receive(
         self, channels: Sequence[str], block: bool = False
     ) -> tuple[str, Message] | tuple[None, None]:
@@ -518,6 +525,12 @@ class AsgiChannelLayer:
         check_message(message, self.max_message_size)
         self._call(self.backend.group_send(group, message))
 
+    async def send_group_async(self, group: str, message: Message) -> None:
+        """:meth:`send_group` for asyncio callers, on the caller's own loop."""
+        require_valid_group_name(group)
+        check_message(message, self.max_message_size)
+        await self.backend.group_send(group, message)
+
     # ------------------------------------------------------------------ flush, statistics
 
     def flush(self) -> None:
@@ -549,11 +562,13 @@ class AsgiChannelLayer:
 
     # ------------------------------------------------------------------ serving
 
-    def as_asgi_application(self) -> Any:
+    def as_asgi_application(self, **options: Any) -> Any:
         """The interface server's ASGI 3 application over this layer (what
-        ``headrace project.asgi:channel_layer`` serves)."""
+        ``headrace project.asgi:channel_layer`` serves); ``options`` go to
+        :class:`~headrace.interface.InterfaceApplication` (the server passes its
+        ``--http-timeout`` as ``http_timeout``)."""
         interface = importlib.import_module("headrace.interface")  # imported when served
-        return interface.InterfaceApplication(self)
+        return interface.InterfaceApplication(self, **options)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -8,8 +8,11 @@ Channels-1 view, so normal channels such as ``websocket.receive`` are shared fai
 worker process) with 1.x dispatch: each message becomes a :class:`~headrace.message.Message`,
 the layer's :class:`~headrace.routing.Router` picks ``(consumer, kwargs)``, and
 ``consumer(message, **kwargs)`` runs in one of ``threads`` consumer threads inside
-:func:`~headrace.channel.held_sends` (its sends go out when it returns, unless
-``immediately=True``). An ``http.request`` that no route claims goes to the Django view
+:func:`~headrace.channel.recorded_sends`: its sends (unless ``immediately=True``) are
+recorded, and once it returns (or raises, as in 1.x) the worker's loop performs them in order,
+awaiting the async backend directly. So a message costs two thread hand-offs (to the consumer
+thread and back), not four (sending from the consumer thread would go through the Channels-1
+view's own loop and back). An ``http.request`` that no route claims goes to the Django view
 consumer (:class:`headrace.handler.ViewConsumer`), and ``http.request`` is always listened on,
 as Channels 1.x added its default route.
 
@@ -45,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from headrace._types import Message as ASGIMessage
 from headrace.asgi import backend_name
-from headrace.channel import held_sends
+from headrace.channel import HeldSends, raise_first_failed_send, recorded_sends
 from headrace.exceptions import DenyConnection
 from headrace.message import Message
 from headrace.worker import ChannelWorker
@@ -194,14 +197,24 @@ class RoutingWorker(ChannelWorker):
     # ------------------------------------------------------------------ thread slots
 
     def _start(self, channel: str, content: LayerMessage) -> None:
-        assert self._executor is not None
         self._take_thread()
-        name = self._asgi_name_of.get(channel, channel)
-        future = asyncio.get_running_loop().run_in_executor(
-            self._executor, self.consume, name, content
-        )
+        future = asyncio.ensure_future(self._run(self._asgi_name_of.get(channel, channel), content))
         self.in_flight.add(future)
         future.add_done_callback(self._consumer_done)
+
+    async def _run(self, channel: str, content: LayerMessage) -> None:
+        """Consume in a consumer thread, then perform its held sends from this loop."""
+        loop = asyncio.get_running_loop()
+        held = await loop.run_in_executor(self._executor, self.consume, channel, content)
+        if held:
+            await self._send_held(channel, held)
+
+    @staticmethod
+    async def _send_held(channel: str, held: HeldSends) -> None:
+        try:
+            raise_first_failed_send(await held.send_all_async())
+        except Exception:
+            logger.exception("Error sending what the consumer of a message on %r sent", channel)
 
     def _take_thread(self) -> None:
         assert self._room is not None and self._full is not None
@@ -222,37 +235,39 @@ class RoutingWorker(ChannelWorker):
 
     # ------------------------------------------------------------------ in a consumer thread
 
-    def consume(self, channel: str, content: LayerMessage) -> None:
-        """Route one message and run its consumer (called in a consumer thread)."""
+    def consume(self, channel: str, content: LayerMessage) -> HeldSends | None:
+        """Route one message and run its consumer (called in a consumer thread); returns the
+        sends it made, for the loop to perform (they go out also when it raised, as in 1.x)."""
         close_old_connections()
         try:
-            self._consume(channel, content)
+            return self._consume(channel, content)
         finally:
             close_old_connections()
 
-    def _consume(self, channel: str, content: LayerMessage) -> None:
+    def _consume(self, channel: str, content: LayerMessage) -> HeldSends | None:
         try:
             message = Message(content, channel, self.asgi_layer)
         except TypeError as exc:
             logger.error("Dropped a bad message on %r: %s", channel, exc)
-            return
+            return None
         match = self.route(message)
         if match is None:
             logger.warning("No route for a message on %r (path %r)", channel, content.get("path"))
-            return
+            return None
         consumer, kwargs = match
         logger.debug("Dispatching a message on %r to %s", channel, consumer_name(consumer))
-        try:
-            with held_sends():
+        with recorded_sends() as held:
+            try:
                 self.call_consumer(consumer, message, kwargs)
-        except DenyConnection:
-            self._deny(message)
-        except Exception:
-            logger.exception(
-                "Error processing a message on %r with consumer %s",
-                channel,
-                consumer_name(consumer),
-            )
+            except DenyConnection:
+                self._deny(message)
+            except Exception:
+                logger.exception(
+                    "Error processing a message on %r with consumer %s",
+                    channel,
+                    consumer_name(consumer),
+                )
+        return held
 
     def route(self, message: Message) -> tuple[Consumer, dict[str, Any]] | None:
         """The router's match; an unrouted ``http.request`` goes to the view consumer."""
@@ -290,7 +305,7 @@ class RoutingWorker(ChannelWorker):
         if message.reply_channel is None or message.channel.name != "websocket.connect":
             logger.warning("DenyConnection outside a websocket.connect consumer: ignored")
             return
-        message.reply_channel.send({"close": True}, immediately=True)
+        message.reply_channel.send({"close": True})  # after what it sent before, as in 1.x
 
 
 class WorkerThread(threading.Thread):

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(supervise(config))
     sys.path.insert(0, ".")
     try:
-        app = load_app(config.application)
+        app = load_app(config.application, config.http_timeout)
     except (ImportError, AttributeError) as exc:
         sys.stderr.write(f"headrace: cannot load application {config.application!r}: {exc}\n")
         raise SystemExit(1) from None

@@ -54,27 +54,33 @@ BACKLOG_HANDSHAKE_TIMEOUT = 5.0
 """Seconds a connection taken from the backlog at shutdown has for its TLS handshake."""
 
 
-def load_app(path: str) -> ASGIApp:
-    """Import ``path.to.module:attribute`` (attribute may be dotted); ASGI 2 apps are wrapped."""
+def load_app(path: str, http_timeout: float | None = None) -> ASGIApp:
+    """Import ``path.to.module:attribute`` (attribute may be dotted); ASGI 2 apps are wrapped.
+    ``http_timeout`` (the server's ``--http-timeout``) is offered to a target that builds its
+    application (see :func:`serving_application`)."""
     import importlib
 
     module_name, _, attribute = path.partition(":")
     target: Any = importlib.import_module(module_name)
     for part in (attribute or "application").split("."):
         target = getattr(target, part)
-    return as_asgi3(serving_application(target))
+    return as_asgi3(serving_application(target, http_timeout))
 
 
-def serving_application(target: Any) -> Any:
+def serving_application(target: Any, http_timeout: float | None = None) -> Any:
     """What the server runs for an imported target.
 
     An object with an ``as_asgi_application()`` method offers to be served through the
     application that method returns (a Channels-1 layer from ``headrace.asgi`` answers with
     its interface bridge); anything else is taken as the application itself. The server learns
-    nothing about layers this way.
+    nothing about layers this way. When the server has an ``--http-timeout``, the method is
+    called with ``http_timeout=`` so the application can use the same limit (the interface
+    bridge's own default is 120 s, Daphne 1.x's).
     """
     factory = getattr(target, "as_asgi_application", None)
-    return factory() if callable(factory) else target
+    if not callable(factory):
+        return target
+    return factory() if http_timeout is None else factory(http_timeout=http_timeout)
 
 
 def as_asgi3(app: Any) -> ASGIApp:
@@ -95,7 +101,7 @@ class Server:
     ) -> None:
         self.config = config
         self.wires = wires
-        app = load_app(config.application) if app is None else as_asgi3(app)
+        app = load_app(config.application, config.http_timeout) if app is None else as_asgi3(app)
         self.state = ServerState(config, app, access_log)
         self.listeners: list[Listener] = []
         self.addresses: list[Any] = []

@@ -533,7 +533,7 @@ def worker_main() -> int:
     setup_logging(config)
     sys.path.insert(0, ".")
     try:
-        app = load_app(config.application)
+        app = load_app(config.application, config.http_timeout)
     except (ImportError, AttributeError) as exc:
         sys.stderr.write(f"headrace: cannot load application {config.application!r}: {exc}\n")
         return 1

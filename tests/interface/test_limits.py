@@ -127,3 +127,22 @@ async def test_an_unreachable_layer_answers_503() -> None:
         assert server.process.poll() is None
     finally:
         await asyncio.to_thread(site.close)
+
+
+@pytest.mark.parametrize("server_timeout", [None, 0.5, 600.0])
+def test_the_server_http_timeout_reaches_the_bridge(server_timeout: float | None) -> None:
+    """``headrace project.asgi:channel_layer --http-timeout N`` gives the bridge N (shorter or
+    longer than its 120 s default, Daphne 1.x's); without the option the default stays."""
+    from headrace.asgi import AsgiChannelLayer
+    from headrace.interface import DEFAULT_HTTP_TIMEOUT, InterfaceApplication
+    from headrace.layers import InMemoryChannelLayer
+    from headrace.server.server import serving_application
+
+    layer = AsgiChannelLayer(InMemoryChannelLayer())
+    try:
+        bridge = serving_application(layer, server_timeout)
+        assert isinstance(bridge, InterfaceApplication)
+        expected = DEFAULT_HTTP_TIMEOUT if server_timeout is None else server_timeout
+        assert bridge.http_timeout == expected
+    finally:
+        layer.close()

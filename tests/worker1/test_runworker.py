@@ -99,6 +99,9 @@ def test_a_consumer_error_is_logged_and_the_worker_goes_on(
     view.send("worker1.crash", {"reply": reply})
     view.send("worker1.crash", {"reply": reply})
     view.send("worker1.echo", {"reply": reply, "value": "after"})
+    # what a failing consumer sent before raising goes out, as in Channels 1.x
+    assert receive(view, reply)["step"] == "sent before the error"
+    assert receive(view, reply)["step"] == "sent before the error"
     assert receive(view, reply)["value"] == "after"
     worker.wait_for_output("RuntimeError: consumer broke on purpose")
     assert "Error processing a message on 'worker1.crash'" in worker.stderr()

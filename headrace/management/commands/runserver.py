@@ -182,7 +182,7 @@ class Command(DjangoRunserverCommand):  # type: ignore[misc, unused-ignore]
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
         application: ASGIApp = (
-            self.interface_application()
+            self.interface_application(options)
             if routing_layer_configured()
             else get_default_application()
         )
@@ -193,11 +193,15 @@ class Command(DjangoRunserverCommand):  # type: ignore[misc, unused-ignore]
             return static_app
         return application
 
-    def interface_application(self) -> ASGIApp:
-        """The Channels-1 interface bridge over the default layer's ASGI-1 view."""
+    def interface_application(self, options: dict[str, Any]) -> ASGIApp:
+        """The Channels-1 interface bridge over the default layer's ASGI-1 view (with
+        ``--http-timeout``, that limit instead of the bridge's 120 s)."""
         from headrace.asgi import get_channel_layer
 
-        application: ASGIApp = get_channel_layer(DEFAULT_CHANNEL_LAYER).as_asgi_application()
+        http_timeout = options.get("http_timeout")
+        bridge_options = {} if http_timeout is None else {"http_timeout": float(http_timeout)}
+        layer = get_channel_layer(DEFAULT_CHANNEL_LAYER)
+        application: ASGIApp = layer.as_asgi_application(**bridge_options)
         return application
 
     def start_worker(self, options: dict[str, Any]) -> Any:
