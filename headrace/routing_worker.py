@@ -17,11 +17,14 @@ consumer (:class:`headrace.handler.ViewConsumer`), and ``http.request`` is alway
 as Channels 1.x added its default route.
 
 *At most one message per thread leaves the layer.* A listener receives only while a consumer
-thread is free; when the last thread becomes busy, the receives still waiting are cancelled
-(no backend loses a message to a cancelled receive) and re-armed when a thread frees up. So
-the messages this process holds are the ones being consumed — a worker killed mid-message
-loses that message only, the rest stay queued for the next worker. (When two listeners are
-handed a message in the same instant, the second waits for a thread in this process.)
+thread is free; once every thread has been busy for :data:`WITHDRAW_AFTER` (2 ms), the
+receives still waiting are cancelled (no backend loses a message to a cancelled receive) and
+re-armed when a thread frees up. So the messages this process holds are the ones being
+consumed — a worker killed mid-message loses that message only, the rest stay queued for the
+next worker. (A message handed to a listener in those 2 ms, or in the same instant as
+another, waits for a thread in this process.) The grace exists because most consumers take
+less: cancelling and re-arming every listener for each message cost more CPU than the
+message itself.
 
 *Around each consumer*, as Django does around a request: ``close_old_connections()`` before
 and after, so a worker thread never reuses a broken or expired database connection. A
@@ -37,14 +40,14 @@ process exits 0.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import fnmatch
 import inspect
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from headrace._types import Message as ASGIMessage
 from headrace.asgi import backend_name
@@ -57,14 +60,20 @@ if TYPE_CHECKING:
     from headrace.asgi import AsgiChannelLayer
     from headrace.routing import Router
 
-__all__ = ["RoutingWorker", "WorkerThread", "select_channels"]
+__all__ = ["ConsumerThreads", "RoutingWorker", "WorkerThread", "select_channels"]
 
 logger = logging.getLogger("headrace.worker")
 
+T = TypeVar("T")
 LayerMessage = dict[str, Any]
 Consumer = Callable[..., Any]
 
 HTTP_REQUEST = "http.request"
+
+WITHDRAW_AFTER = 0.002
+"""Seconds every consumer thread may be busy before the waiting receives are given up: most
+consumers finish sooner, and re-arming every listener per message would cost more than the
+message (see the module docs)."""
 
 
 def select_channels(
@@ -106,6 +115,10 @@ def close_old_connections() -> None:
     close()
 
 
+def _has_result(future: asyncio.Future[Any]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
 def _stopping() -> bool:
     """Whether the current task is being cancelled (the worker is stopping)."""
     task = asyncio.current_task()
@@ -144,46 +157,44 @@ class RoutingWorker(ChannelWorker):
         self.router = router
         self.threads = threads
         self._view_consumer = view_consumer
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: ConsumerThreads | None = None
         self._free = threads
         self._room: asyncio.Event | None = None
-        self._full: asyncio.Event | None = None
+        self._receiving: set[asyncio.Future[Any]] = set()
+        self._withdrawal: asyncio.TimerHandle | None = None
         self.in_flight: set[asyncio.Future[None]] = set()
 
     # ------------------------------------------------------------------ the loop's hooks
 
     async def handle(self) -> None:
-        self._room, self._full = asyncio.Event(), asyncio.Event()
+        self._room = asyncio.Event()
         self._room.set()
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            self.threads, thread_name_prefix="headrace-consumer"
-        )
+        self._pool = ConsumerThreads(self.threads, asyncio.get_running_loop())
         logger.info(
             "Listening on %s with %d consumer thread(s)", ", ".join(self.asgi_names), self.threads
         )
         try:
             await super().handle()
         finally:
-            self._executor.shutdown(wait=True)
+            self._pool.join()  # nothing is in flight any more: shutdown() waited for it
 
     async def next_message(self, channel: str) -> ASGIMessage | None:
-        """Receive while a consumer thread is free; give the receive up when none is."""
-        assert self._room is not None and self._full is not None
+        """Receive while a consumer thread is free; give the receive up when none is (the
+        thread that took the last free one cancels the receives still waiting)."""
+        assert self._room is not None
         await self._room.wait()
         receive = asyncio.ensure_future(self.channel_layer.receive(channel))
-        full = asyncio.ensure_future(self._full.wait())
+        self._receiving.add(receive)
         try:
-            await asyncio.wait({receive, full}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            full.cancel()
-            receive.cancel()
-            await asyncio.wait({receive})
-            taken = not receive.cancelled() and receive.exception() is None
-            if taken and _stopping():
+            return await receive
+        except asyncio.CancelledError:
+            if not _stopping():
+                return None  # no thread is free: receive again once one is
+            if _has_result(receive):
                 self._start(channel, receive.result())  # stopping: finish it, never drop it
-        if receive.cancelled():
-            return None
-        return receive.result()
+            raise
+        finally:
+            self._receiving.discard(receive)
 
     async def dispatch(self, channel: str, message: ASGIMessage) -> None:
         self._start(channel, dict(message))
@@ -204,8 +215,8 @@ class RoutingWorker(ChannelWorker):
 
     async def _run(self, channel: str, content: LayerMessage) -> None:
         """Consume in a consumer thread, then perform its held sends from this loop."""
-        loop = asyncio.get_running_loop()
-        held = await loop.run_in_executor(self._executor, self.consume, channel, content)
+        assert self._pool is not None
+        held = await self._pool.run(self.consume, channel, content)
         if held:
             await self._send_held(channel, held)
 
@@ -217,20 +228,30 @@ class RoutingWorker(ChannelWorker):
             logger.exception("Error sending what the consumer of a message on %r sent", channel)
 
     def _take_thread(self) -> None:
-        assert self._room is not None and self._full is not None
+        assert self._room is not None
         self._free -= 1
         if self._free <= 0:
             self._room.clear()
-            self._full.set()
+            if self._withdrawal is None:
+                loop = asyncio.get_running_loop()
+                self._withdrawal = loop.call_later(WITHDRAW_AFTER, self._withdraw_receives)
+
+    def _withdraw_receives(self) -> None:
+        """Every thread has been busy for WITHDRAW_AFTER: give the waiting receives up."""
+        self._withdrawal = None
+        for receive in self._receiving:
+            receive.cancel()
 
     def _consumer_done(self, future: asyncio.Future[None]) -> None:
-        assert self._room is not None and self._full is not None
+        assert self._room is not None
         self.in_flight.discard(future)
         if not future.cancelled() and future.exception() is not None:
             logger.error("Consumer thread failed", exc_info=future.exception())
         self._free += 1
         if self._free > 0:
-            self._full.clear()
+            if self._withdrawal is not None:
+                self._withdrawal.cancel()
+                self._withdrawal = None
             self._room.set()
 
     # ------------------------------------------------------------------ in a consumer thread
@@ -306,6 +327,60 @@ class RoutingWorker(ChannelWorker):
             logger.warning("DenyConnection outside a websocket.connect consumer: ignored")
             return
         message.reply_channel.send({"close": True})  # after what it sent before, as in 1.x
+
+
+class ConsumerThreads:
+    """``count`` consumer threads serving one event loop. A call goes to the first idle
+    thread through a ``queue.SimpleQueue`` (C) and its outcome comes back with one
+    ``call_soon_threadsafe``: the least a hand-off to a thread and back can cost (an executor
+    adds two locks, a semaphore and a chained concurrent future per call)."""
+
+    def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"headrace-consumer-{n}", daemon=True)
+            for n in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def run(self, function: Callable[..., T], *arguments: Any) -> asyncio.Future[T]:
+        """Call ``function(*arguments)`` in a consumer thread; the future gets its outcome."""
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put((future, function, arguments))
+        return future
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, function, arguments = job
+            error: BaseException | None = None
+            result: Any = None
+            try:
+                result = function(*arguments)
+            except BaseException as exc:  # handed to the loop, which decides
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed under a daemon thread
+                self._loop.call_soon_threadsafe(_settle, future, result, error)
+
+    def join(self) -> None:
+        """Stop every thread once the calls already queued are done, and wait for them."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+_Job = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 class WorkerThread(threading.Thread):
