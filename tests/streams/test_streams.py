@@ -276,9 +276,7 @@ async def test_trailers(wire: HTTPWire, tls: TLSMaterial) -> None:
     assert reply.trailers == [(b"x-checksum", b"abc123")]
 
 
-# HTTP/1.1 does not offer early hints yet (103 on HTTP/1.1 is open work on issue 16); the case runs
-# over the wires that offer the extension.
-@over([wire for wire in HTTP_WIRES if wire.http_version == "2"])
+@over(HTTP_WIRES)
 async def test_early_hints(wire: HTTPWire, tls: TLSMaterial) -> None:
     offered: list[bool] = []
 
@@ -286,7 +284,7 @@ async def test_early_hints(wire: HTTPWire, tls: TLSMaterial) -> None:
         await read_body(receive)
         offered.append("http.response.early_hint" in scope.get("extensions", {}))
         if offered[-1]:
-            links = [b"</style.css>; rel=preload; as=style"]
+            links = [b"</style.css>; rel=preload; as=style", b" </app.js>; rel=preload "]
             await send({"type": "http.response.early_hint", "links": links})
         await respond(send, 200, b"page")
 
@@ -294,9 +292,47 @@ async def test_early_hints(wire: HTTPWire, tls: TLSMaterial) -> None:
         reply = await wire.request(server, "/")
     assert offered == [True], f"{wire.name} does not offer http.response.early_hint"
     assert [status for status, _ in reply.informational] == [103]
-    assert (b"link", b"</style.css>; rel=preload; as=style") in reply.informational[0][1]
+    links = [value for name, value in reply.informational[0][1] if name == b"link"]
+    assert links == [b"</style.css>; rel=preload; as=style", b"</app.js>; rel=preload"]
     assert reply.status == 200
     assert reply.body == b"page"
+
+
+@over(HTTP_WIRES)
+@pytest.mark.parametrize(
+    "link",
+    [b"</a>\r\nx-injected: y", b"</a>\x01", b"", "</a>"],
+    ids=["crlf", "ctl", "empty", "str"],
+)
+async def test_bad_early_hint_link_gets_500_and_no_103(
+    wire: HTTPWire, link: Any, tls: TLSMaterial
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await read_body(receive)
+        await send({"type": "http.response.early_hint", "links": [b"</fine>", link]})
+        await respond(send, 200, b"page")
+
+    async with running(app, tls) as server:
+        reply = await wire.request(server, "/")
+    assert reply.informational == []
+    assert reply.status == 500
+    assert not reply.carries(b"x-injected")
+
+
+async def test_early_hints_are_dropped_for_an_http10_client(tls: TLSMaterial) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await read_body(receive)
+        await send({"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload"]})
+        await respond(send, 200, b"page")
+
+    async with running(app, tls) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.plain_port)
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), WAIT)
+        writer.close()
+    assert raw.startswith(b"HTTP/1.0 200 OK\r\n"), raw
+    assert b"103" not in raw.split(b"\r\n\r\n")[0]
+    assert raw.endswith(b"\r\n\r\npage")
 
 
 # ---------------------------------------------------------------------- back-pressure

@@ -9,6 +9,11 @@ with :meth:`feed_disconnect`. The app side is :meth:`receive` and :meth:`send`. 
 itself, framing Content-Length/chunked; HTTP/2: an h2 stream with flow control). The stream
 never sees bytes of framing, so both protocols share exactly this code.
 
+Interim answers: ``http.response.early_hint`` (offered in ``scope["extensions"]`` by the wires
+that can deliver it) becomes ``103 Early Hints`` through ``sink.send_informational`` before the
+response starts; its links pass :func:`~headrace.server.protocols.fields.link_field` for every
+wire. ``100 Continue`` is answered lazily (below).
+
 Response states: ``START`` → (``http.response.start``) ``PENDING`` → (first body) ``STREAMING``
 → (``more_body`` false) ``COMPLETE``. The head is held back until the first body message so
 that a small response leaves in one ``transport.write`` (head + body). Messages out of order
@@ -39,6 +44,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from headrace._types import Message, Scope
+from headrace.server.protocols.fields import link_field
 from headrace.server.state import ServerState
 
 logger = logging.getLogger("headrace.server.http")
@@ -67,6 +73,10 @@ class ResponseSink(Protocol):
 
     def send_continue(self) -> None:
         """Send ``100 Continue`` (the client waits for it before sending the body)."""
+
+    def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Send an interim ``1xx`` head (``103 Early Hints``); a wire that cannot (an HTTP/1.0
+        client, RFC 9110 §15.2) drops it."""
 
     def pause_body(self) -> None:
         """Stop receiving request body: the app fell behind."""
@@ -229,6 +239,8 @@ class HTTPStream:
                 await self.sink.drain()
         elif kind == "http.response.start":
             self._start_response(message)
+        elif kind == "http.response.early_hint":
+            self._send_early_hint(message)
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} on an HTTP connection")
 
@@ -242,6 +254,13 @@ class HTTPStream:
         self._status = status
         self._headers = message.get("headers", ())
         self.response_state = PENDING
+
+    def _send_early_hint(self, message: Message) -> None:
+        """``103 Early Hints`` with one ``link`` field per entry of ``links``; only before the
+        response starts (afterwards, or once the client left, the hint is dropped)."""
+        fields = [link_field(link) for link in message.get("links", ())]
+        if fields and self.response_state == START and not self.disconnected:
+            self.sink.send_informational(103, fields)
 
     def _write_body(self, message: Message) -> bool:
         """Hand one body message to the sink; True when the app should wait for ``drain``."""

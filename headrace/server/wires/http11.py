@@ -24,6 +24,7 @@ the kernel does not reset the connection and destroy a response the client has n
 Responses: the head is joined with the first body chunk into one ``transport.write``. Without
 an app-supplied ``Content-Length`` a complete single-chunk response gets one, a streamed one
 is chunked (HTTP/1.1) or close-delimited (HTTP/1.0). HEAD and 204/304 responses carry no body.
+Interim heads (``100 Continue``, ``103 Early Hints``) go out at once; HTTP/1.0 gets none.
 
 Timers: a single per-connection deadline (``_deadline``) serves keep-alive idleness and the
 slow-header limit; it is re-armed lazily so the hot path only assigns a float.
@@ -38,6 +39,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 import httptools
 
@@ -417,9 +419,18 @@ class HTTP11Handler:
             headers=self._headers,
             client=conn.client,
             server=conn.server,
-            extensions={"tls": connection_tls_extension(conn.transport)} if conn.is_tls else {},
+            extensions=self._extensions(http_version),
             proxied=proxied,
         )
+
+    def _extensions(self, http_version: str) -> dict[str, Any]:
+        """``scope["extensions"]``: early hints where the client can take a 1xx, TLS details."""
+        extensions: dict[str, Any] = {}
+        if http_version == "1.1":
+            extensions["http.response.early_hint"] = {}
+        if self.conn.is_tls:
+            extensions["tls"] = connection_tls_extension(self.conn.transport)
+        return extensions
 
     # -- upgrades --------------------------------------------------------------------------
 
@@ -704,6 +715,15 @@ class HTTP11Handler:
     def send_continue(self) -> None:
         if not self._http10:
             self.conn.write(CONTINUE_100)
+
+    def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """An interim head (``103 Early Hints``); HTTP/1.0 has no 1xx (RFC 9110 §15.2): dropped.
+
+        The stream layer checked the fields (``protocols.fields.link_field``)."""
+        if self._http10:
+            return
+        lines = [name + b": " + value + b"\r\n" for name, value in headers]
+        self.conn.write(b"".join((status_line(status, False), *lines, b"\r\n")))
 
     def pause_body(self) -> None:
         self._body_paused = True

@@ -49,7 +49,7 @@ from headrace.server.protocols.fields import check_response_field
 from headrace.server.protocols.http2 import ErrorCode, H2Protocol, H2Settings, Headers
 from headrace.server.protocols.http11 import date_header_value
 from headrace.server.streams.admission import error_body, refusal
-from headrace.server.streams.http import PENDING, START, STREAMING, HTTPStream
+from headrace.server.streams.http import PENDING, STREAMING, HTTPStream
 from headrace.server.streams.scope import http_scope, websocket_scope
 from headrace.server.tls import connection_tls_extension
 from headrace.server.wires.websocket_h2 import start_websocket_stream
@@ -567,9 +567,6 @@ class H2RequestStream(HTTPStream):
         elif kind == "http.response.trailers":
             self._send_trailers(message)
             return
-        elif kind == "http.response.early_hint":
-            self._send_early_hint(message)
-            return
         await super().send(message)
 
     def _send_trailers(self, message: Message) -> None:
@@ -587,13 +584,6 @@ class H2RequestStream(HTTPStream):
             self.sink.send_trailers(trailers)
             self._trailers_expected = False
             self._complete()
-
-    def _send_early_hint(self, message: Message) -> None:
-        if self.response_state != START or self.disconnected:
-            return
-        links = [_link_field(link) for link in message.get("links", ())]
-        if links:
-            self.sink.send_informational(103, links)
 
     def wake_writer(self) -> None:
         self.sink.wake()
@@ -659,13 +649,6 @@ def _trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
         if field is not None:
             fields.append(field)
     return fields
-
-
-def _link_field(link: bytes) -> tuple[bytes, bytes]:
-    """One ``link`` field of a 103 Early Hints response (ValueError if it cannot be sent)."""
-    field = _check_response_field(b"link", link)
-    assert field is not None
-    return field
 
 
 def _has_proxy_header(headers: Headers) -> bool:
