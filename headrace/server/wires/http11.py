@@ -133,13 +133,13 @@ class HTTP11Handler:
         "_no_body",
         "_parsing",
         "_pipeline",
+        "_proxy_headers",
         "_refusing",
         "_remaining",
         "_server_line",
         "_timer",
         "_upgrade",
         "_url",
-        "config",
         "conn",
         "loop",
         "parser",
@@ -149,7 +149,6 @@ class HTTP11Handler:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.state = conn.state
-        self.config = conn.state.config
         self.loop = conn.loop
         self.parser = httptools.HttpRequestParser(self)
         self._url = b""
@@ -157,7 +156,8 @@ class HTTP11Handler:
         self._head_size = 0
         limits = self._limits = conn.state.settings.limits
         self._max_head_size = limits.max_header_size
-        server = conn.state.server_header
+        self._proxy_headers = conn.state.settings.proxy.headers
+        server = conn.state.settings.server_header
         self._server_line = b"server: " + server + b"\r\n" if server else b""
         self._head_incomplete = False
         self._parsing: HTTPStream | None = None
@@ -226,7 +226,7 @@ class HTTP11Handler:
         try:
             self.parser.feed_data(data)
             if self._head_incomplete and self._deadline_kind != "request-header":
-                self._set_deadline("request-header", self.config.timeout_request_headers)
+                self._set_deadline("request-header", self._limits.request_header_timeout)
         except httptools.HttpParserUpgrade as exc:
             self._on_parser_upgrade(data[int(exc.args[0]) :])
         except httptools.HttpParserCallbackError as exc:
@@ -350,7 +350,7 @@ class HTTP11Handler:
         if upgrade == b"websocket" and not (method == "GET" and parser.should_upgrade()):
             # RFC 6455 §4.1: GET plus Connection: upgrade; never hand a broken handshake to the app.
             raise _RejectRequest(400, "Bad Request: WebSocket upgrade needs GET + Connection")
-        scope = self._build_scope(method, http_version, proxied or self.config.proxy_headers)
+        scope = self._build_scope(method, http_version, proxied or self._proxy_headers)
         if (
             upgrade is not None
             and parser.should_upgrade()
@@ -444,7 +444,9 @@ class HTTP11Handler:
         # h2c is cleartext-only and needs exactly one HTTP2-Settings (RFC 7540 §3.2, §3.2.1);
         # otherwise the request is served as plain HTTP/1.1.
         settings = sum(1 for name, _ in self._headers if name == b"http2-settings")
-        h2c_allowed = self.config.http2 and not self.conn.is_tls and settings == 1
+        h2c_allowed = (
+            self.state.settings.http2 is not None and not self.conn.is_tls and settings == 1
+        )
         if upgrade == b"h2c" and h2c_allowed and self.conn.wires.http2 is not None:
             request = UpgradeRequest(method, self._url, list(self._headers), http_version, b"")
             self._upgrade = _PendingUpgrade("h2c", None, request)
@@ -553,7 +555,9 @@ class HTTP11Handler:
             body = message.encode("utf-8", "replace") + b"\n"
             method = self._rejected_method(broken)
             head = method == b"HEAD"
-            self.conn.write(simple_response(status, body, self.state.server_header, head=head))
+            self.conn.write(
+                simple_response(status, body, self.state.settings.server_header, head=head)
+            )
             self._log_rejection(method, status, 0 if head else len(body))
         self._close()
 

@@ -135,7 +135,7 @@ class HTTP2Handler:
         self._flush_scheduled = False
         self._tls_extension: dict[str, Any] | None = self._build_tls_extension()
         limits = self.state.settings.limits
-        self._proxy_headers_enabled = self.state.config.proxy_headers
+        self._proxy_headers_enabled = self.state.settings.proxy.headers
         self._max_body: int = limits.max_body_size
         self._idle_timeout: float = limits.keep_alive_timeout
         self._limited = bool(limits.max_body_size) or limits.limit_concurrency is not None
@@ -457,7 +457,7 @@ class H2ResponseSink:
         if self.closed:
             return
         protocol = self.handler.protocol
-        block = _response_headers(headers, self.handler.state.server_header)
+        block = _response_headers(headers, self.handler.state.settings.server_header)
         if self.head_only:
             body = b""
         protocol.send_headers(self.stream_id, status, block, end and not body)
