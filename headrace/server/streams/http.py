@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from headrace._types import Message, Scope
 from headrace.server.protocols.fields import link_field
 from headrace.server.state import ServerState
+from headrace.server.streams.errors import server_answer
 
 logger = logging.getLogger("headrace.server.http")
 
@@ -54,7 +55,6 @@ HIGH_WATER = 256 * 1024
 START, PENDING, STREAMING, COMPLETE = 0, 1, 2, 3
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
-_ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
 class ResponseSink(Protocol):
@@ -165,7 +165,7 @@ class HTTPStream:
         """The body outgrew the limit: answer ``413`` (or cut a started response off) and stop
         listening to the client; the app sees ``http.disconnect``."""
         if self.response_state == START:
-            self.send_error(413, b"Content Too Large\n")
+            self.send_error(413)
         elif self.response_state != COMPLETE:
             self.response_state = COMPLETE
             self.sink.abort()
@@ -345,7 +345,7 @@ class HTTPStream:
         if self.response_state == COMPLETE or self.disconnected:
             return
         if self.response_state in (START, PENDING):
-            self.send_error(500, b"Internal Server Error\n")
+            self.send_error(500)
         else:
             self.response_state = COMPLETE
             self.sink.abort()
@@ -355,12 +355,14 @@ class HTTPStream:
             self.response_state = COMPLETE
             self.sink.abort()
 
-    def send_error(self, status: int, body: bytes) -> None:
-        """Answer with a plain-text error (only while nothing of the response is on the wire)."""
+    def send_error(self, status: int) -> None:
+        """Answer with the server's own plain-text answer (:mod:`.errors`), framed by the
+        sink like any response (only while nothing of the response is on the wire)."""
+        answer = server_answer(status)
         self.response_state = STREAMING
         self._status = status
-        self._size = len(body)
-        self.sink.send_head(status, _ERROR_HEADERS, body, True)
+        self._size = len(answer.body)
+        self.sink.send_head(status, answer.headers, answer.body, True)
         self._complete()
 
     def _on_http_timeout(self) -> None:
@@ -369,7 +371,7 @@ class HTTPStream:
             return
         if self.response_state in (START, PENDING):
             logger.warning("HTTP timeout: application did not respond in time; sending 503")
-            self.send_error(503, b"Service Unavailable\n")
+            self.send_error(503)
         else:
             logger.warning("HTTP timeout: response not completed in time; closing")
             self.response_state = COMPLETE

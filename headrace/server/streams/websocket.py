@@ -62,6 +62,7 @@ from headrace.server.protocols.websocket import (
     is_valid_close_code,
     negotiate_deflate,
 )
+from headrace.server.streams.errors import server_answer
 
 if TYPE_CHECKING:
     from headrace.server.config import Config
@@ -388,9 +389,11 @@ class WebSocketStream:
             self._start_close(CLOSE_GOING_AWAY, "server shutdown")
 
     def _deny(self, status: int) -> None:
+        """Refuse the handshake with the server's own answer (:mod:`.errors`)."""
+        answer = server_answer(status)
         self._denial_status = status
-        self._denial_headers = []
-        self._denial_body = []
+        self._denial_headers = answer.headers
+        self._denial_body = [answer.body]
         self._finish_denial()
 
     def _finish_denial(self) -> None:

@@ -55,13 +55,14 @@ from headrace.server.protocols.http11 import (
     NO_BODY_STATUSES,
     SERVER,
     TRANSFER_ENCODING,
+    complete_response,
     date_header_line,
     header_line,
-    simple_response,
     split_target,
     status_line,
 )
-from headrace.server.streams.admission import ERROR_MESSAGES, refusal
+from headrace.server.streams.admission import refusal
+from headrace.server.streams.errors import server_answer
 from headrace.server.streams.http import STREAMING, HTTPStream
 from headrace.server.streams.scope import http_scope, websocket_scope
 from headrace.server.tls import connection_tls_extension
@@ -92,9 +93,12 @@ _INTERESTING = frozenset(
 
 
 class _RejectRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    """The server answers this request itself (see :mod:`headrace.server.streams.errors`)."""
+
+    def __init__(self, status: int, detail: str | None = None) -> None:
+        super().__init__(detail or "")
         self.status = status
+        self.detail = detail
 
 
 class _PendingUpgrade:
@@ -232,10 +236,10 @@ class HTTP11Handler:
         except httptools.HttpParserCallbackError as exc:
             context = exc.__context__
             if isinstance(context, _RejectRequest):
-                self._reject(context.status, str(context))
+                self._reject(context.status, context.detail)
             else:
                 logger.exception("error while handling request head")
-                self._reject(500, "Internal Server Error")
+                self._reject(500)
         except httptools.HttpParserError as exc:
             self._reject(400, f"Bad Request: {exc}")
 
@@ -302,12 +306,12 @@ class HTTP11Handler:
         self._url += url
         self._head_size += len(url)
         if self._head_size > self._max_head_size:
-            raise _RejectRequest(431, "Request Header Fields Too Large")
+            raise _RejectRequest(431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = self._head_size = self._head_size + len(name) + len(value) + 4
         if size > self._max_head_size:
-            raise _RejectRequest(431, "Request Header Fields Too Large")
+            raise _RejectRequest(431)
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -346,7 +350,7 @@ class HTTP11Handler:
         if content_length and self._limits.max_body_size:
             status = refusal(self.state, content_length, counted=False)
             if status:
-                raise _RejectRequest(status, ERROR_MESSAGES[status])
+                raise _RejectRequest(status)
         if upgrade == b"websocket" and not (method == "GET" and parser.should_upgrade()):
             # RFC 6455 §4.1: GET plus Connection: upgrade; never hand a broken handshake to the app.
             raise _RejectRequest(400, "Bad Request: WebSocket upgrade needs GET + Connection")
@@ -360,7 +364,7 @@ class HTTP11Handler:
         if self._limits.limit_concurrency is not None:
             status = refusal(self.state, None)
             if status:
-                raise _RejectRequest(status, ERROR_MESSAGES[status])
+                raise _RejectRequest(status)
         stream = HTTPStream(
             self.state,
             scope,
@@ -389,7 +393,7 @@ class HTTP11Handler:
         if stream is None:
             return
         if self._limits.max_body_size and stream.body_exceeds_limit(len(body)):
-            raise _RejectRequest(413, ERROR_MESSAGES[413])
+            raise _RejectRequest(413)
         stream.feed_body(body)
 
     def on_message_complete(self) -> None:
@@ -492,7 +496,7 @@ class HTTP11Handler:
         starter = self.conn.wires.http2
         handler = starter(self.conn, data, None) if starter is not None else None
         if handler is None:
-            self._reject(505, "HTTP Version Not Supported")
+            self._reject(505)
             return True
         self._closing = True
         self._clear_deadline()
@@ -535,9 +539,10 @@ class HTTP11Handler:
         elif self.conn.reading_paused:
             self.conn.resume_reading()
 
-    def _reject(self, status: int, message: str) -> None:
+    def _reject(self, status: int, detail: str | None = None) -> None:
         """Answer a request the server refuses itself, then close the connection."""
-        logger.info("rejecting request: %s %s", status, message)
+        answer = server_answer(status, detail)
+        logger.info("rejecting request: %s %s", status, answer.body.decode().strip())
         self._closing = True
         self.conn.pause_reading()
         broken, self._parsing = self._parsing, None
@@ -552,13 +557,11 @@ class HTTP11Handler:
         self._active = None
         self._pipeline.clear()
         if active is None or active.response_state < STREAMING:
-            body = message.encode("utf-8", "replace") + b"\n"
             method = self._rejected_method(broken)
             head = method == b"HEAD"
-            self.conn.write(
-                simple_response(status, body, self.state.settings.server_header, head=head)
-            )
-            self._log_rejection(method, status, 0 if head else len(body))
+            server = self.state.settings.server_header
+            self.conn.write(complete_response(status, answer.headers, answer.body, server, head))
+            self._log_rejection(method, status, 0 if head else len(answer.body))
         self._close()
 
     def _log_rejection(self, method: bytes, status: int, size: int) -> None:
