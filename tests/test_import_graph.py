@@ -17,6 +17,11 @@ form a runtime circle. The test runs twice: ``[runtime]`` excludes them (what Py
 circle kept alive only for annotations still ties the modules into one unit that cannot be
 read, tested or moved alone. Imports of modules outside ``headrace`` are ignored.
 
+The server package also wires itself explicitly: ``test_server_looks_up_no_module_by_name``
+checks that no module under ``headrace/server/`` imports a module named at run time
+(``importlib``, ``__import__``, ``import_string``) except where the user names one (the
+application, the event loop).
+
 A failure lists every strongly connected group of modules, each import edge inside it (with
 file and line, so you know what to move), and the elementary cycles through it.
 """
@@ -202,6 +207,46 @@ def cycle_report(package_root: Path, type_checking: bool = False) -> list[str]:
 def test_headrace_has_no_import_cycles(type_checking: bool) -> None:
     report = cycle_report(PACKAGE_ROOT, type_checking)
     assert not report, "import circles in headrace/:\n\n" + "\n\n".join(report)
+
+
+SERVER_PACKAGE = PACKAGE_ROOT / "server"
+USER_NAMED = frozenset(("server.py", "supervisor.py", "config.py"))
+"""The only server modules that may look a module up by name: the application and the event
+loop are named by the user."""
+BY_NAME = frozenset(("importlib", "__import__", "import_module", "import_string"))
+
+
+def lookups_by_name(path: Path) -> list[str]:
+    """Where ``path`` imports or calls something that finds a module by its name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [(node.module or "").split(".")[0], *(alias.name for alias in node.names)]
+        elif isinstance(node, ast.Name | ast.Attribute):
+            names = [node.id if isinstance(node, ast.Name) else node.attr]
+        found += [f"{path.name}:{node.lineno} {name}" for name in names if name in BY_NAME]
+    return found
+
+
+def test_server_looks_up_no_module_by_name() -> None:
+    paths = sorted(SERVER_PACKAGE.rglob("*.py"))
+    assert any(path.parent.name == "wires" for path in paths)  # the walk saw the package
+    found = [hit for path in paths if path.name not in USER_NAMED for hit in lookups_by_name(path)]
+    assert found == [], "server modules looking modules up by name: " + ", ".join(found)
+
+
+def test_the_lookup_check_sees_importlib_and_import_string(tmp_path: Path) -> None:
+    module = tmp_path / "mod.py"
+    module.write_text(
+        "import importlib.util\nfrom headrace.utils import import_string\n"
+        "def f(n):\n    return __import__(n)\n",
+        encoding="utf-8",
+    )
+    hits = lookups_by_name(module)
+    assert {hit.split(" ")[1] for hit in hits} == {"importlib", "import_string", "__import__"}
 
 
 # ---------------------------------------------------------------------- the checker itself

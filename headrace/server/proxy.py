@@ -32,22 +32,20 @@ def apply_trusted_headers(
     root_path: str,
 ) -> tuple[Any, str, str]:
     """Return (client, scheme, root_path) after honouring headers from a trusted peer."""
-    if not state.is_trusted(client):
+    proxy = state.settings.proxy
+    if not proxy.is_trusted(client):
         return client, scheme, root_path
     header_root = _header(headers, b"daphne-root-path")
     if header_root is not None:
         root_path = unquote(header_root)
-    config = state.config
-    if not config.proxy_headers:
+    if not proxy.headers:
         return client, scheme, root_path
-    host_header = (config.proxy_headers_host or "X-Forwarded-For").lower().encode("latin-1")
-    address = _header(headers, host_header)
+    address = _header(headers, proxy.host_header)
     if address is None:
         return client, scheme, root_path
     host = address.split(",")[0].strip()
     port = 0
-    port_header = (config.proxy_headers_port or "X-Forwarded-Port").lower().encode("latin-1")
-    port_text = _header(headers, port_header)
+    port_text = _header(headers, proxy.port_header)
     if port_text is not None and port_text.strip().isdigit():
         port = int(port_text)
     proto = _header(headers, b"x-forwarded-proto")

@@ -1,16 +1,15 @@
 """State shared by every connection of one running server.
 
 ``ServerState`` is created by :class:`headrace.server.server.Server` and handed to every
-:class:`~headrace.server.connection.Connection`. It carries the app, the config, values
-pre-computed from the config for the hot path (the encoded Server header, the trusted-proxy
-set), the lifespan state copied into scopes, the access logger, and the live connections and
+:class:`~headrace.server.connection.Connection`. It carries the app, the config, the
+:class:`~.settings.ProtocolSettings` built from it once (what wires and streams read), the
+lifespan state copied into scopes, the access logger, and the live connections and
 app tasks that graceful shutdown waits for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from typing import Any, Protocol
 
@@ -36,8 +35,6 @@ class ServerState:
     """Everything a connection needs to know about its server."""
 
     __slots__ = (
-        "_trusted_hosts",
-        "_trusted_networks",
         "access_log",
         "active_requests",
         "app",
@@ -45,8 +42,6 @@ class ServerState:
         "connections",
         "idle_waiter",
         "lifespan_state",
-        "root_path",
-        "server_header",
         "settings",
         "shutting_down",
         "tasks",
@@ -60,44 +55,11 @@ class ServerState:
         self.app = app
         self.access_log = access_log
         self.lifespan_state: dict[str, Any] = {}
-        self.root_path = config.root_path
-        self.server_header = config.server_name.encode("latin-1") if config.server_name else None
         self.connections: set[ServedConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.active_requests = 0
         self.shutting_down = False
         self.idle_waiter: asyncio.Future[None] | None = None
-        self._trusted_hosts: frozenset[str] = frozenset()
-        self._trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-        self._parse_trusted(config.forwarded_allow_ips)
-
-    def _parse_trusted(self, entries: tuple[str, ...]) -> None:
-        hosts, networks = set(), []
-        for entry in entries:
-            if "/" in entry:
-                networks.append(ipaddress.ip_network(entry, strict=False))
-            else:
-                hosts.add(entry)
-        self._trusted_hosts = frozenset(hosts)
-        self._trusted_networks = tuple(networks)
-
-    def is_trusted(self, client: tuple[str, int] | None) -> bool:
-        """Whether proxy headers / Daphne-Root-Path from this peer are honoured."""
-        if "*" in self._trusted_hosts:
-            return True
-        if client is None:
-            # Unix-socket peers are local processes (the usual reverse-proxy setup).
-            return True
-        host = client[0]
-        if host in self._trusted_hosts:
-            return True
-        if not self._trusted_networks:
-            return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self._trusted_networks)
 
     def track_task(self, task: asyncio.Task[None], counted: bool = False) -> None:
         """Track an app task until it is done (graceful shutdown waits for it).

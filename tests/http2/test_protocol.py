@@ -22,7 +22,13 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from headrace.server.protocols.http2 import PREFACE, H2Protocol, H2Settings, split_request_headers
+from headrace.server.protocols.http2 import (
+    DISCARD_AFTER_RESPONSE,
+    PREFACE,
+    H2Protocol,
+    H2Settings,
+    split_request_headers,
+)
 from headrace.server.protocols.http2_states import (
     TRANSITIONS,
     IllegalTransition,
@@ -483,17 +489,44 @@ def test_big_response_headers_use_continuation_and_table_size_change() -> None:
     assert dict(response.headers)[b"x-big-39"] == b"v" * 1000
 
 
-def test_response_completes_before_request_body_is_reset_no_error() -> None:
-    pair = Pair()
-    pair.client.send_headers(1, POST)
+def answer_before_the_body(pair: Pair, headers: list[tuple[bytes, bytes]]) -> None:
+    """A POST whose first body bytes arrived, answered (and its app finished) at once."""
+    pair.client.send_headers(1, POST + headers)
     pair.client.send_data(1, b"part")
     pair.pump()
     pair.server.send_headers(1, 413, [], end_stream=True)
     pair.server.stream_finished(1)
+
+
+def test_body_after_a_complete_response_is_read_then_the_client_is_asked_to_stop() -> None:
+    pair = Pair()
+    answer_before_the_body(pair, [])
     events = pair.pump()
-    [reset] = of_type(events, h2.events.StreamReset)
-    assert reset.error_code == ErrorCodes.NO_ERROR
     assert of_type(events, h2.events.ResponseReceived)
+    assert not of_type(events, h2.events.StreamReset)  # a short rest is simply read
+    chunk = b"x" * 16_000
+    resets = []
+    for _ in range(DISCARD_AFTER_RESPONSE // len(chunk) + 2):
+        pair.client.send_data(1, chunk)  # never stalls: the dropped bytes' window comes back
+        resets += of_type(pair.pump(), h2.events.StreamReset)
+        if resets:
+            break
+    assert [reset.error_code for reset in resets] == [ErrorCodes.NO_ERROR]
+    assert pair.recorder.data == [(1, b"part", False)]  # the app saw only what it was sent
+
+
+def test_body_after_a_complete_response_is_still_checked() -> None:
+    pair = Pair()
+    answer_before_the_body(pair, [(b"content-length", b"5")])
+    pair.pump()
+    pair.client.send_data(1, b"toolong")
+    [reset] = of_type(pair.pump(), h2.events.StreamReset)
+    assert reset.error_code == ErrorCodes.PROTOCOL_ERROR
+    pair = Pair()
+    answer_before_the_body(pair, [])
+    pair.pump()
+    padded = raw_frame(0x0, 0x8, 1, bytes([9]) + b"short")  # pad length beyond the payload
+    assert goaway_code(pair, padded) == ErrorCodes.PROTOCOL_ERROR
 
 
 def test_header_list_over_the_limit_is_answered_431() -> None:

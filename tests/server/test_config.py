@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import headrace.server
 from headrace.server.cli import parse_config
 from headrace.server.config import Config, ConfigError, options_markdown, parse_size
+from headrace.server.settings import ProtocolSettings
 from tests.server.helpers import REPO
 
 
@@ -102,3 +106,51 @@ def test_programmatic_config_validates() -> None:
 def test_forwarded_allow_ips_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1, 10.0.0.2")
     assert parse_config(["m:a"]).forwarded_allow_ips == ("10.0.0.1", "10.0.0.2")
+
+
+def test_protocol_settings_carry_the_options_the_wires_read() -> None:
+    config = parse_config(
+        [
+            "--proxy-headers",
+            "--proxy-headers-host",
+            "X-Real-IP",
+            "--forwarded-allow-ips",
+            "10.0.0.0/8,192.0.2.7",
+            "--timeout-request-headers",
+            "3.5",
+            "--root-path",
+            "/mounted",
+            "--server-name",
+            "edge",
+            "--no-http2",
+            "app:app",
+        ]
+    )
+    settings = ProtocolSettings.from_config(config)
+    assert settings.limits.request_header_timeout == 3.5
+    assert settings.proxy.headers
+    assert settings.proxy.host_header == b"x-real-ip"
+    assert settings.proxy.port_header == b"x-forwarded-port"
+    assert settings.proxy.is_trusted(("10.1.2.3", 1)) and settings.proxy.is_trusted(
+        ("192.0.2.7", 1)
+    )
+    assert not settings.proxy.is_trusted(("127.0.0.1", 1))
+    assert settings.root_path == "/mounted"
+    assert settings.server_header == settings.websocket.server_header == b"edge"
+    assert settings.http2 is None
+    assert ProtocolSettings.from_config(parse_config(["app:app"])).http2 is not None
+
+
+WIRE_AND_STREAM_DIRS = ("wires", "streams")
+
+
+def test_wires_and_streams_read_no_config() -> None:
+    """Wires and streams take their options from ProtocolSettings, never from the Config."""
+    server_dir = Path(headrace.server.__file__).parent
+    readers = []
+    for folder in WIRE_AND_STREAM_DIRS:
+        for path in sorted((server_dir / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Attribute) and node.attr == "config":
+                    readers.append(f"{folder}/{path.name}:{node.lineno}")
+    assert readers == []

@@ -51,7 +51,7 @@ async def test_scope_is_complete() -> None:
     assert scope["client"][0] == "127.0.0.1"
     assert scope["server"] == ["127.0.0.1", server.addresses[0][1]]
     assert scope["state"] == {}
-    assert scope["extensions"] == {}
+    assert scope["extensions"] == {"http.response.early_hint": {}}
 
 
 async def test_date_server_and_reason_phrase() -> None:

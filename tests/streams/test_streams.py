@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from headrace._types import Message, Receive, Scope, Send
+from headrace.server.streams.errors import server_answer
 from tests.streams.wires import (
     ALL_WIRES,
     HTTP_WIRES,
@@ -74,6 +75,16 @@ async def answer(scope: Scope, receive: Receive, send: Send, headers: Any = ()) 
     await respond(send, 200, b"ok", headers)
 
 
+def server_made(reply: Reply, status: int) -> bool:
+    """Whether ``reply`` is the server's own plain-text answer ``status`` (the same on every
+    wire: status, ``content-type`` and body)."""
+    return (
+        reply.status == status
+        and reply.header(b"content-type") == b"text/plain; charset=utf-8"
+        and reply.body == server_answer(status).body
+    )
+
+
 def accepted(wire: Wire, reply: Reply) -> bool:
     return reply.status == (200 if wire.http_version == "2" or wire in HTTP_WIRES else 101)
 
@@ -124,7 +135,7 @@ async def test_body_over_the_limit_gets_413(wire: HTTPWire, tls: TLSMaterial) ->
         small = await wire.request(server, "/", "POST", body=b"s" * 1000)
         large = await wire.request(server, "/", "POST", body=b"L" * 50_000)
     assert small.status == 200
-    assert large.status == 413, large
+    assert server_made(large, 413), large
     assert b"s" * 1000 in seen
     assert all(len(body) <= 1000 for body in seen)
 
@@ -138,7 +149,7 @@ async def test_request_headers_over_the_limit_get_431(wire: Wire, tls: TLSMateri
         small = await wire.head(server, "/", [(b"x-small", b"s" * 1000)])
         large = await wire.head(server, "/", [(b"x-large", b"L" * 8000)])
     assert accepted(wire, small), small
-    assert large.status == 431, large
+    assert server_made(large, 431), large
 
 
 @over(ALL_WIRES)
@@ -158,7 +169,7 @@ async def test_concurrency_limit_answers_503(wire: Wire, tls: TLSMaterial) -> No
         release.set()
         first = await asyncio.wait_for(held, WAIT)
         again = await wire.head(server, "/")
-    assert refused.status == 503, refused
+    assert server_made(refused, 503), refused
     assert accepted(wire, first), first
     assert accepted(wire, again), again
 
@@ -183,7 +194,7 @@ async def test_response_not_started_within_http_timeout_is_503(
     async with running(app, tls, http_timeout=0.5) as server:
         reply = await wire.request(server, "/")
         await asyncio.wait_for(cancelled.wait(), WAIT)
-    assert reply.status == 503, reply
+    assert server_made(reply, 503), reply
 
 
 @over(ALL_WIRES)
@@ -193,7 +204,7 @@ async def test_exception_before_the_response_is_500(wire: Wire, tls: TLSMaterial
 
     async with running(app, tls) as server:
         reply = await wire.head(server, "/")
-    assert reply.status == 500, reply
+    assert server_made(reply, 500), reply
     assert b"the application broke" not in reply.body
     assert b"Traceback" not in reply.body
 
@@ -276,9 +287,7 @@ async def test_trailers(wire: HTTPWire, tls: TLSMaterial) -> None:
     assert reply.trailers == [(b"x-checksum", b"abc123")]
 
 
-# HTTP/1.1 does not offer early hints yet (103 on HTTP/1.1 is open work on issue 16); the case runs
-# over the wires that offer the extension.
-@over([wire for wire in HTTP_WIRES if wire.http_version == "2"])
+@over(HTTP_WIRES)
 async def test_early_hints(wire: HTTPWire, tls: TLSMaterial) -> None:
     offered: list[bool] = []
 
@@ -286,7 +295,7 @@ async def test_early_hints(wire: HTTPWire, tls: TLSMaterial) -> None:
         await read_body(receive)
         offered.append("http.response.early_hint" in scope.get("extensions", {}))
         if offered[-1]:
-            links = [b"</style.css>; rel=preload; as=style"]
+            links = [b"</style.css>; rel=preload; as=style", b" </app.js>; rel=preload "]
             await send({"type": "http.response.early_hint", "links": links})
         await respond(send, 200, b"page")
 
@@ -294,9 +303,47 @@ async def test_early_hints(wire: HTTPWire, tls: TLSMaterial) -> None:
         reply = await wire.request(server, "/")
     assert offered == [True], f"{wire.name} does not offer http.response.early_hint"
     assert [status for status, _ in reply.informational] == [103]
-    assert (b"link", b"</style.css>; rel=preload; as=style") in reply.informational[0][1]
+    links = [value for name, value in reply.informational[0][1] if name == b"link"]
+    assert links == [b"</style.css>; rel=preload; as=style", b"</app.js>; rel=preload"]
     assert reply.status == 200
     assert reply.body == b"page"
+
+
+@over(HTTP_WIRES)
+@pytest.mark.parametrize(
+    "link",
+    [b"</a>\r\nx-injected: y", b"</a>\x01", b"", "</a>"],
+    ids=["crlf", "ctl", "empty", "str"],
+)
+async def test_bad_early_hint_link_gets_500_and_no_103(
+    wire: HTTPWire, link: Any, tls: TLSMaterial
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await read_body(receive)
+        await send({"type": "http.response.early_hint", "links": [b"</fine>", link]})
+        await respond(send, 200, b"page")
+
+    async with running(app, tls) as server:
+        reply = await wire.request(server, "/")
+    assert reply.informational == []
+    assert reply.status == 500
+    assert not reply.carries(b"x-injected")
+
+
+async def test_early_hints_are_dropped_for_an_http10_client(tls: TLSMaterial) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await read_body(receive)
+        await send({"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload"]})
+        await respond(send, 200, b"page")
+
+    async with running(app, tls) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.plain_port)
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), WAIT)
+        writer.close()
+    assert raw.startswith(b"HTTP/1.0 200 OK\r\n"), raw
+    assert b"103" not in raw.split(b"\r\n\r\n")[0]
+    assert raw.endswith(b"\r\n\r\npage")
 
 
 # ---------------------------------------------------------------------- back-pressure

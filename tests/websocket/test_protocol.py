@@ -480,7 +480,7 @@ def test_roundtrip_under_any_fragmentation_and_chunking(
 
 def test_command_line_flags_reach_the_websocket_settings() -> None:
     from headrace.server.cli import parse_config
-    from headrace.server.streams.websocket import WebSocketSettings
+    from headrace.server.settings import ProtocolSettings
 
     config = parse_config(
         [
@@ -498,14 +498,14 @@ def test_command_line_flags_reach_the_websocket_settings() -> None:
             "app:app",
         ]
     )
-    settings = WebSocketSettings.from_config(config)
+    settings = ProtocolSettings.from_config(config).websocket
     assert not settings.deflate.enabled
     assert settings.max_message_size == 16 * 1024 * 1024
     assert settings.max_frame_size == 0
     assert settings.connect_timeout == -1
     assert settings.receive_queue == 4
     assert settings.ping_interval == 7
-    assert WebSocketSettings.from_config(parse_config(["app:app"])).deflate.enabled
+    assert ProtocolSettings.from_config(parse_config(["app:app"])).websocket.deflate.enabled
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,5 +1,5 @@
 """HTTP/1.1 wire helpers: pre-encoded status lines, the cached Date header, response-head
-encoding, request-target splitting and canned error responses.
+encoding, request-target splitting and the framing of complete closing responses.
 
 I/O-free (no asyncio, no ASGI dicts): the HTTP/1.1 wire in ``headrace.server.wires.http11``
 feeds bytes to httptools and uses these functions to build what goes on the wire. The HTTP/2
@@ -129,26 +129,30 @@ def decode_path(raw_path: bytes) -> str:
     return unquote(text) if "%" in text else text
 
 
-def simple_response(
+_FRAMING = frozenset((b"content-length", b"connection", b"transfer-encoding", b"server", b"date"))
+
+
+def complete_response(
     status: int,
+    headers: list[tuple[bytes, bytes]],
     body: bytes,
     server_name: bytes | None,
-    close: bool = True,
-    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
     head: bool = False,
 ) -> bytes:
-    """A complete plain-text HTTP/1.1 response (used for errors produced by the server).
+    """A complete HTTP/1.1 response after which the connection closes: the framing of every
+    answer the server makes itself and of a WebSocket handshake denial.
 
-    ``head``: the answer to a HEAD request, which announces the body's length but omits it.
+    The framing fields (``content-length``, ``connection``, ``server``, ``date``) are this
+    function's; the caller's fields pass :func:`validate_response_header` (a denial carries the
+    application's). ``head``: the answer to a HEAD request, which announces the body's length
+    but omits it.
     """
-    parts = [
-        status_line(status, http10=False),
-        b"content-type: text/plain; charset=utf-8\r\n",
-        b"content-length: %d\r\n" % len(body),
-    ]
-    parts.extend(name + b": " + value + b"\r\n" for name, value in extra_headers)
-    if close:
-        parts.append(b"connection: close\r\n")
+    parts = [status_line(status, http10=False)]
+    for name, value in headers:
+        if name.lower() not in _FRAMING:
+            validate_response_header(name, value)
+            parts.append(name + b": " + value + b"\r\n")
+    parts.append(b"content-length: %d\r\nconnection: close\r\n" % len(body))
     if server_name:
         parts.append(b"server: " + server_name + b"\r\n")
     parts.append(b"date: " + date_header_value() + b"\r\n\r\n")

@@ -46,6 +46,14 @@ ones finish; :meth:`H2Protocol.close` sends the final ``GOAWAY``. A client's
 ``GOAWAY(NO_ERROR)`` drains the same way (its requests in flight are answered); any other
 GOAWAY ends the connection at once.
 
+A response that completes while the client is still sending its request (an app that answers
+before reading the body) does not end the stream: once the app is done the rest of the body is
+still read, checked like any request frame (padding, ``content-length``, windows, a peer's
+RST_STREAM) and dropped, its window returned. Only when more than ``DISCARD_AFTER_RESPONSE``
+bytes arrive that way is the client asked to stop with ``RST_STREAM(NO_ERROR)`` (RFC 9113
+§8.1). Resetting at once would make the outcome of a bad frame depend on timing: sent before
+the app answered it is an error, after our reset it is a frame "in flight" and ignored.
+
 Abuse limits: a request whose decoded header list exceeds ``max_header_list_size`` is
 answered ``431`` here (decoding always finishes, so HPACK state stays in sync); lists above
 four times that (at least 64 KiB: HPACK bombs) and CONTINUATION runs beyond 64 frames or
@@ -107,6 +115,8 @@ DEFAULT_WINDOW = 65_535
 MAX_WINDOW = 2**31 - 1
 MAX_CONTINUATION_FRAMES = 64
 RECENTLY_CLOSED_LIMIT = 1024
+DISCARD_AFTER_RESPONSE = 64 * 1024
+"""Request body read and dropped after the response completed, before ``RST_STREAM(NO_ERROR)``."""
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS = 0x0, 0x1, 0x2, 0x3, 0x4
 PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0x5, 0x6, 0x7, 0x8, 0x9
@@ -268,6 +278,7 @@ class _Stream:
         "chunks",
         "content_length",
         "counted",
+        "discarded",
         "end_queued",
         "id",
         "local_closed",
@@ -292,6 +303,7 @@ class _Stream:
         self.local_closed = False
         self.content_length: int | None = None
         self.received = 0
+        self.discarded = 0
         self.chunks: deque[memoryview] = deque()
         self.end_queued = False
         self.trailers: Headers | None = None
@@ -683,6 +695,7 @@ class H2Protocol:
         if length > self._recv_window:
             raise ConnectionError_(ErrorCode.FLOW_CONTROL_ERROR, "connection window exceeded")
         self._recv_window -= length
+        data = self._strip_padding(flags, payload)  # bad padding ends the connection, any stream
         stream = self._streams.get(stream_id)
         if stream is None or stream.remote_closed:
             self._acknowledge_connection(length)
@@ -696,7 +709,6 @@ class H2Protocol:
             self._acknowledge_connection(length)
             raise StreamError(stream_id, ErrorCode.FLOW_CONTROL_ERROR, "stream window exceeded")
         stream.recv_window -= length
-        data = self._strip_padding(flags, payload)
         padding = length - len(data)
         if padding:
             self._acknowledge_connection(padding)
@@ -710,6 +722,10 @@ class H2Protocol:
         if stream_id not in self._live:
             self._acknowledge_connection(len(data))
             self._credit_stream(stream, len(data))
+            stream.discarded += len(data)
+            if stream.discarded > DISCARD_AFTER_RESPONSE and not end_stream:
+                self._reset(stream_id, ErrorCode.NO_ERROR)  # RFC 9113 §8.1: stop sending
+                return
         else:
             stream.unacked += len(data)
             if data:
@@ -880,11 +896,16 @@ class H2Protocol:
         stream = self._streams.get(stream_id)
         if stream is None:
             return
+        unread = stream.unacked
         self._release(stream)
-        if stream.local_closed and not stream.remote_closed and not self.terminated:
-            # The response is complete; the client need not send the rest (RFC 9113 §8.1).
-            self._reset(stream_id, ErrorCode.NO_ERROR)
-            return
+        if not stream.remote_closed and not self.terminated:
+            # A client still sending keeps its stream: the rest of its body is read, checked
+            # and dropped (see "A response that completes" in the module docs).
+            stream.discarded = unread
+            if unread > DISCARD_AFTER_RESPONSE:
+                self._reset(stream_id, ErrorCode.NO_ERROR)  # RFC 9113 §8.1: stop sending
+                return
+            self._credit_stream(stream, unread)  # what the app left unread must not stall it
         self._maybe_forget(stream)
 
     def _pop_stream(self, stream_id: int, reset_by_us: bool = False) -> _Stream | None:

@@ -5,8 +5,9 @@ Theory of operation
 Before any application runs, the server may answer a request itself. :func:`refusal` is that
 one decision, from ``state.settings.limits``: ``413`` for a declared body above
 ``--max-request-body-size``, ``503`` once ``--limit-concurrency`` applications are running.
-The wires ask it and frame the answer in their own terms (an HTTP/1.1 response, an HTTP/2
-``HEADERS`` + ``DATA``); they never decide it.
+The wires ask it and frame the answer (:func:`~headrace.server.streams.errors.server_answer`)
+in their own terms (an HTTP/1.1 response, an HTTP/2 ``HEADERS`` + ``DATA``); they never
+decide it.
 
 "Running" counts every application instance the server started for a client: an HTTP request
 from :meth:`HTTPStream.start <headrace.server.streams.http.HTTPStream.start>` until its app
@@ -25,16 +26,8 @@ from collections.abc import Callable
 from headrace._types import Scope
 from headrace.server.protocols.websocket import HandshakeRequest
 from headrace.server.state import ServerState
+from headrace.server.streams.errors import server_answer
 from headrace.server.streams.websocket import WebSocketStream, WebSocketTransport
-
-ERROR_MESSAGES = {
-    413: "Content Too Large",
-    431: "Request Header Fields Too Large",
-    503: "Service Unavailable",
-}
-"""The text of the answers the server gives itself (the wire frames them)."""
-
-_ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
 def refusal(state: ServerState, content_length: int | None, counted: bool = True) -> int:
@@ -53,11 +46,6 @@ def refusal(state: ServerState, content_length: int | None, counted: bool = True
     return 0
 
 
-def error_body(status: int) -> bytes:
-    """The plain-text body of an answer the server gives itself."""
-    return (ERROR_MESSAGES[status] + "\n").encode()
-
-
 def open_websocket(
     state: ServerState,
     transport: WebSocketTransport,
@@ -68,7 +56,8 @@ def open_websocket(
     """Start the app for a valid WebSocket handshake, or refuse it (``503``; None returned)."""
     status = refusal(state, None)
     if status:
-        transport.send_response(status, list(_ERROR_HEADERS), error_body(status))
+        answer = server_answer(status)
+        transport.send_response(status, answer.headers, answer.body)
         if state.access_log is not None:
             state.access_log.websocket("rejected", scope.get("client"), scope.get("path", ""))
         return None

@@ -9,6 +9,11 @@ with :meth:`feed_disconnect`. The app side is :meth:`receive` and :meth:`send`. 
 itself, framing Content-Length/chunked; HTTP/2: an h2 stream with flow control). The stream
 never sees bytes of framing, so both protocols share exactly this code.
 
+Interim answers: ``http.response.early_hint`` (offered in ``scope["extensions"]`` by the wires
+that can deliver it) becomes ``103 Early Hints`` through ``sink.send_informational`` before the
+response starts; its links pass :func:`~headrace.server.protocols.fields.link_field` for every
+wire. ``100 Continue`` is answered lazily (below).
+
 Response states: ``START`` → (``http.response.start``) ``PENDING`` → (first body) ``STREAMING``
 → (``more_body`` false) ``COMPLETE``. The head is held back until the first body message so
 that a small response leaves in one ``transport.write`` (head + body). Messages out of order
@@ -39,7 +44,9 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from headrace._types import Message, Scope
+from headrace.server.protocols.fields import link_field
 from headrace.server.state import ServerState
+from headrace.server.streams.errors import server_answer
 
 logger = logging.getLogger("headrace.server.http")
 
@@ -48,7 +55,6 @@ HIGH_WATER = 256 * 1024
 START, PENDING, STREAMING, COMPLETE = 0, 1, 2, 3
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
-_ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
 class ResponseSink(Protocol):
@@ -67,6 +73,10 @@ class ResponseSink(Protocol):
 
     def send_continue(self) -> None:
         """Send ``100 Continue`` (the client waits for it before sending the body)."""
+
+    def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Send an interim ``1xx`` head (``103 Early Hints``); a wire that cannot (an HTTP/1.0
+        client, RFC 9110 §15.2) drops it."""
 
     def pause_body(self) -> None:
         """Stop receiving request body: the app fell behind."""
@@ -155,7 +165,7 @@ class HTTPStream:
         """The body outgrew the limit: answer ``413`` (or cut a started response off) and stop
         listening to the client; the app sees ``http.disconnect``."""
         if self.response_state == START:
-            self.send_error(413, b"Content Too Large\n")
+            self.send_error(413)
         elif self.response_state != COMPLETE:
             self.response_state = COMPLETE
             self.sink.abort()
@@ -229,6 +239,8 @@ class HTTPStream:
                 await self.sink.drain()
         elif kind == "http.response.start":
             self._start_response(message)
+        elif kind == "http.response.early_hint":
+            self._send_early_hint(message)
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} on an HTTP connection")
 
@@ -242,6 +254,13 @@ class HTTPStream:
         self._status = status
         self._headers = message.get("headers", ())
         self.response_state = PENDING
+
+    def _send_early_hint(self, message: Message) -> None:
+        """``103 Early Hints`` with one ``link`` field per entry of ``links``; only before the
+        response starts (afterwards, or once the client left, the hint is dropped)."""
+        fields = [link_field(link) for link in message.get("links", ())]
+        if fields and self.response_state == START and not self.disconnected:
+            self.sink.send_informational(103, fields)
 
     def _write_body(self, message: Message) -> bool:
         """Hand one body message to the sink; True when the app should wait for ``drain``."""
@@ -326,7 +345,7 @@ class HTTPStream:
         if self.response_state == COMPLETE or self.disconnected:
             return
         if self.response_state in (START, PENDING):
-            self.send_error(500, b"Internal Server Error\n")
+            self.send_error(500)
         else:
             self.response_state = COMPLETE
             self.sink.abort()
@@ -336,12 +355,14 @@ class HTTPStream:
             self.response_state = COMPLETE
             self.sink.abort()
 
-    def send_error(self, status: int, body: bytes) -> None:
-        """Answer with a plain-text error (only while nothing of the response is on the wire)."""
+    def send_error(self, status: int) -> None:
+        """Answer with the server's own plain-text answer (:mod:`.errors`), framed by the
+        sink like any response (only while nothing of the response is on the wire)."""
+        answer = server_answer(status)
         self.response_state = STREAMING
         self._status = status
-        self._size = len(body)
-        self.sink.send_head(status, _ERROR_HEADERS, body, True)
+        self._size = len(answer.body)
+        self.sink.send_head(status, answer.headers, answer.body, True)
         self._complete()
 
     def _on_http_timeout(self) -> None:
@@ -350,7 +371,7 @@ class HTTPStream:
             return
         if self.response_state in (START, PENDING):
             logger.warning("HTTP timeout: application did not respond in time; sending 503")
-            self.send_error(503, b"Service Unavailable\n")
+            self.send_error(503)
         else:
             logger.warning("HTTP timeout: response not completed in time; closing")
             self.response_state = COMPLETE

@@ -42,7 +42,7 @@ def http_scope(
     ``proxied``: the request may carry proxy headers (``--proxy-headers``, or the wire saw one
     of the fields); they are honoured only from a trusted peer.
     """
-    root_path = state.root_path
+    root_path = state.settings.root_path
     if proxied:
         client, scheme, root_path = apply_trusted_headers(state, headers, client, scheme, root_path)
     return {

@@ -43,7 +43,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from headrace._types import ASGIApp, Message, Scope
@@ -62,6 +62,7 @@ from headrace.server.protocols.websocket import (
     is_valid_close_code,
     negotiate_deflate,
 )
+from headrace.server.streams.errors import server_answer
 
 if TYPE_CHECKING:
     from headrace.server.config import Config
@@ -126,23 +127,24 @@ class AccessLog(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class WebSocketSettings:
-    """The WebSocket part of the server configuration, resolved once per server."""
+    """The WebSocket part of the server configuration, resolved once per server (the values
+    and defaults are the options' own, in :class:`~headrace.server.config.Config`)."""
 
-    max_message_size: int = 1 << 20
-    max_frame_size: int = 1 << 20
-    ping_interval: float = 20.0
-    ping_timeout: float = 30.0
-    websocket_timeout: float = 86400.0
-    connect_timeout: float = 5.0
-    application_close_timeout: float = 10.0
+    max_message_size: int
+    max_frame_size: int
+    ping_interval: float
+    ping_timeout: float
+    websocket_timeout: float
+    connect_timeout: float
+    application_close_timeout: float
+    receive_queue: int
+    deflate: DeflateConfig
+    server_header: bytes | None
     close_timeout: float = 5.0
-    receive_queue: int = 32
-    deflate: DeflateConfig = field(default_factory=DeflateConfig)
-    server_header: bytes | None = None
+    """Not an option: how long a closing handshake may take before the connection is cut."""
 
     @classmethod
-    def from_config(cls, config: Config) -> WebSocketSettings:
-        server_name = config.server_name
+    def from_config(cls, config: Config, server_header: bytes | None) -> WebSocketSettings:
         return cls(
             max_message_size=config.websocket_max_message_size,
             max_frame_size=config.websocket_max_frame_size,
@@ -153,7 +155,7 @@ class WebSocketSettings:
             application_close_timeout=config.application_close_timeout,
             receive_queue=config.websocket_receive_queue,
             deflate=DeflateConfig(enabled=config.ws_per_message_deflate),
-            server_header=server_name.encode("latin-1") if server_name else None,
+            server_header=server_header,
         )
 
 
@@ -387,9 +389,11 @@ class WebSocketStream:
             self._start_close(CLOSE_GOING_AWAY, "server shutdown")
 
     def _deny(self, status: int) -> None:
+        """Refuse the handshake with the server's own answer (:mod:`.errors`)."""
+        answer = server_answer(status)
         self._denial_status = status
-        self._denial_headers = []
-        self._denial_body = []
+        self._denial_headers = answer.headers
+        self._denial_body = [answer.body]
         self._finish_denial()
 
     def _finish_denial(self) -> None:

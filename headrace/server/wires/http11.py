@@ -24,6 +24,7 @@ the kernel does not reset the connection and destroy a response the client has n
 Responses: the head is joined with the first body chunk into one ``transport.write``. Without
 an app-supplied ``Content-Length`` a complete single-chunk response gets one, a streamed one
 is chunked (HTTP/1.1) or close-delimited (HTTP/1.0). HEAD and 204/304 responses carry no body.
+Interim heads (``100 Continue``, ``103 Early Hints``) go out at once; HTTP/1.0 gets none.
 
 Timers: a single per-connection deadline (``_deadline``) serves keep-alive idleness and the
 slow-header limit; it is re-armed lazily so the hot path only assigns a float.
@@ -38,6 +39,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 import httptools
 
@@ -53,13 +55,14 @@ from headrace.server.protocols.http11 import (
     NO_BODY_STATUSES,
     SERVER,
     TRANSFER_ENCODING,
+    complete_response,
     date_header_line,
     header_line,
-    simple_response,
     split_target,
     status_line,
 )
-from headrace.server.streams.admission import ERROR_MESSAGES, refusal
+from headrace.server.streams.admission import refusal
+from headrace.server.streams.errors import server_answer
 from headrace.server.streams.http import STREAMING, HTTPStream
 from headrace.server.streams.scope import http_scope, websocket_scope
 from headrace.server.tls import connection_tls_extension
@@ -90,9 +93,12 @@ _INTERESTING = frozenset(
 
 
 class _RejectRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    """The server answers this request itself (see :mod:`headrace.server.streams.errors`)."""
+
+    def __init__(self, status: int, detail: str | None = None) -> None:
+        super().__init__(detail or "")
         self.status = status
+        self.detail = detail
 
 
 class _PendingUpgrade:
@@ -131,13 +137,13 @@ class HTTP11Handler:
         "_no_body",
         "_parsing",
         "_pipeline",
+        "_proxy_headers",
         "_refusing",
         "_remaining",
         "_server_line",
         "_timer",
         "_upgrade",
         "_url",
-        "config",
         "conn",
         "loop",
         "parser",
@@ -147,7 +153,6 @@ class HTTP11Handler:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.state = conn.state
-        self.config = conn.state.config
         self.loop = conn.loop
         self.parser = httptools.HttpRequestParser(self)
         self._url = b""
@@ -155,7 +160,8 @@ class HTTP11Handler:
         self._head_size = 0
         limits = self._limits = conn.state.settings.limits
         self._max_head_size = limits.max_header_size
-        server = conn.state.server_header
+        self._proxy_headers = conn.state.settings.proxy.headers
+        server = conn.state.settings.server_header
         self._server_line = b"server: " + server + b"\r\n" if server else b""
         self._head_incomplete = False
         self._parsing: HTTPStream | None = None
@@ -224,16 +230,16 @@ class HTTP11Handler:
         try:
             self.parser.feed_data(data)
             if self._head_incomplete and self._deadline_kind != "request-header":
-                self._set_deadline("request-header", self.config.timeout_request_headers)
+                self._set_deadline("request-header", self._limits.request_header_timeout)
         except httptools.HttpParserUpgrade as exc:
             self._on_parser_upgrade(data[int(exc.args[0]) :])
         except httptools.HttpParserCallbackError as exc:
             context = exc.__context__
             if isinstance(context, _RejectRequest):
-                self._reject(context.status, str(context))
+                self._reject(context.status, context.detail)
             else:
                 logger.exception("error while handling request head")
-                self._reject(500, "Internal Server Error")
+                self._reject(500)
         except httptools.HttpParserError as exc:
             self._reject(400, f"Bad Request: {exc}")
 
@@ -300,12 +306,12 @@ class HTTP11Handler:
         self._url += url
         self._head_size += len(url)
         if self._head_size > self._max_head_size:
-            raise _RejectRequest(431, "Request Header Fields Too Large")
+            raise _RejectRequest(431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = self._head_size = self._head_size + len(name) + len(value) + 4
         if size > self._max_head_size:
-            raise _RejectRequest(431, "Request Header Fields Too Large")
+            raise _RejectRequest(431)
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -344,11 +350,11 @@ class HTTP11Handler:
         if content_length and self._limits.max_body_size:
             status = refusal(self.state, content_length, counted=False)
             if status:
-                raise _RejectRequest(status, ERROR_MESSAGES[status])
+                raise _RejectRequest(status)
         if upgrade == b"websocket" and not (method == "GET" and parser.should_upgrade()):
             # RFC 6455 §4.1: GET plus Connection: upgrade; never hand a broken handshake to the app.
             raise _RejectRequest(400, "Bad Request: WebSocket upgrade needs GET + Connection")
-        scope = self._build_scope(method, http_version, proxied or self.config.proxy_headers)
+        scope = self._build_scope(method, http_version, proxied or self._proxy_headers)
         if (
             upgrade is not None
             and parser.should_upgrade()
@@ -358,7 +364,7 @@ class HTTP11Handler:
         if self._limits.limit_concurrency is not None:
             status = refusal(self.state, None)
             if status:
-                raise _RejectRequest(status, ERROR_MESSAGES[status])
+                raise _RejectRequest(status)
         stream = HTTPStream(
             self.state,
             scope,
@@ -387,7 +393,7 @@ class HTTP11Handler:
         if stream is None:
             return
         if self._limits.max_body_size and stream.body_exceeds_limit(len(body)):
-            raise _RejectRequest(413, ERROR_MESSAGES[413])
+            raise _RejectRequest(413)
         stream.feed_body(body)
 
     def on_message_complete(self) -> None:
@@ -417,9 +423,18 @@ class HTTP11Handler:
             headers=self._headers,
             client=conn.client,
             server=conn.server,
-            extensions={"tls": connection_tls_extension(conn.transport)} if conn.is_tls else {},
+            extensions=self._extensions(http_version),
             proxied=proxied,
         )
+
+    def _extensions(self, http_version: str) -> dict[str, Any]:
+        """``scope["extensions"]``: early hints where the client can take a 1xx, TLS details."""
+        extensions: dict[str, Any] = {}
+        if http_version == "1.1":
+            extensions["http.response.early_hint"] = {}
+        if self.conn.is_tls:
+            extensions["tls"] = connection_tls_extension(self.conn.transport)
+        return extensions
 
     # -- upgrades --------------------------------------------------------------------------
 
@@ -433,7 +448,9 @@ class HTTP11Handler:
         # h2c is cleartext-only and needs exactly one HTTP2-Settings (RFC 7540 §3.2, §3.2.1);
         # otherwise the request is served as plain HTTP/1.1.
         settings = sum(1 for name, _ in self._headers if name == b"http2-settings")
-        h2c_allowed = self.config.http2 and not self.conn.is_tls and settings == 1
+        h2c_allowed = (
+            self.state.settings.http2 is not None and not self.conn.is_tls and settings == 1
+        )
         if upgrade == b"h2c" and h2c_allowed and self.conn.wires.http2 is not None:
             request = UpgradeRequest(method, self._url, list(self._headers), http_version, b"")
             self._upgrade = _PendingUpgrade("h2c", None, request)
@@ -479,7 +496,7 @@ class HTTP11Handler:
         starter = self.conn.wires.http2
         handler = starter(self.conn, data, None) if starter is not None else None
         if handler is None:
-            self._reject(505, "HTTP Version Not Supported")
+            self._reject(505)
             return True
         self._closing = True
         self._clear_deadline()
@@ -522,9 +539,10 @@ class HTTP11Handler:
         elif self.conn.reading_paused:
             self.conn.resume_reading()
 
-    def _reject(self, status: int, message: str) -> None:
+    def _reject(self, status: int, detail: str | None = None) -> None:
         """Answer a request the server refuses itself, then close the connection."""
-        logger.info("rejecting request: %s %s", status, message)
+        answer = server_answer(status, detail)
+        logger.info("rejecting request: %s %s", status, answer.body.decode().strip())
         self._closing = True
         self.conn.pause_reading()
         broken, self._parsing = self._parsing, None
@@ -539,11 +557,11 @@ class HTTP11Handler:
         self._active = None
         self._pipeline.clear()
         if active is None or active.response_state < STREAMING:
-            body = message.encode("utf-8", "replace") + b"\n"
             method = self._rejected_method(broken)
             head = method == b"HEAD"
-            self.conn.write(simple_response(status, body, self.state.server_header, head=head))
-            self._log_rejection(method, status, 0 if head else len(body))
+            server = self.state.settings.server_header
+            self.conn.write(complete_response(status, answer.headers, answer.body, server, head))
+            self._log_rejection(method, status, 0 if head else len(answer.body))
         self._close()
 
     def _log_rejection(self, method: bytes, status: int, size: int) -> None:
@@ -704,6 +722,15 @@ class HTTP11Handler:
     def send_continue(self) -> None:
         if not self._http10:
             self.conn.write(CONTINUE_100)
+
+    def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """An interim head (``103 Early Hints``); HTTP/1.0 has no 1xx (RFC 9110 §15.2): dropped.
+
+        The stream layer checked the fields (``protocols.fields.link_field``)."""
+        if self._http10:
+            return
+        lines = [name + b": " + value + b"\r\n" for name, value in headers]
+        self.conn.write(b"".join((status_line(status, False), *lines, b"\r\n")))
 
     def pause_body(self) -> None:
         self._body_paused = True

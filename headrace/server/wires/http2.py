@@ -47,9 +47,10 @@ from headrace.server.handler import ConnectionHandler, UpgradeRequest
 from headrace.server.protocols.chunked import ChunkedBody
 from headrace.server.protocols.fields import check_response_field
 from headrace.server.protocols.http2 import ErrorCode, H2Protocol, H2Settings, Headers
-from headrace.server.protocols.http11 import date_header_value
-from headrace.server.streams.admission import error_body, refusal
-from headrace.server.streams.http import PENDING, START, STREAMING, HTTPStream
+from headrace.server.protocols.http11 import complete_response, date_header_value
+from headrace.server.streams.admission import refusal
+from headrace.server.streams.errors import server_answer
+from headrace.server.streams.http import PENDING, STREAMING, HTTPStream
 from headrace.server.streams.scope import http_scope, websocket_scope
 from headrace.server.tls import connection_tls_extension
 from headrace.server.wires.websocket_h2 import start_websocket_stream
@@ -67,7 +68,6 @@ UPGRADE_RESPONSE = (
 HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
-BAD_UPGRADE_RESPONSE = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 UPGRADE_BODY_LIMIT = 16 * 1024 * 1024
 """Largest ``Upgrade: h2c`` request body buffered before switching (larger: ``501``)."""
 PROXY_HEADERS = frozenset((b"daphne-root-path", b"x-forwarded-for"))
@@ -135,7 +135,7 @@ class HTTP2Handler:
         self._flush_scheduled = False
         self._tls_extension: dict[str, Any] | None = self._build_tls_extension()
         limits = self.state.settings.limits
-        self._proxy_headers_enabled = self.state.config.proxy_headers
+        self._proxy_headers_enabled = self.state.settings.proxy.headers
         self._max_body: int = limits.max_body_size
         self._idle_timeout: float = limits.keep_alive_timeout
         self._limited = bool(limits.max_body_size) or limits.limit_concurrency is not None
@@ -187,7 +187,9 @@ class HTTP2Handler:
             try:
                 rest = chunks.feed(data)
             except ValueError:
-                self.connection.write(BAD_UPGRADE_RESPONSE)
+                answer = server_answer(400, "Bad Request: invalid chunked body")
+                server = self.state.settings.server_header
+                self.connection.write(complete_response(400, answer.headers, answer.body, server))
                 self.connection.close()
                 self._upgrade = None
                 return b""
@@ -348,7 +350,7 @@ class HTTP2Handler:
             declared = _content_length(regular) if self._max_body and not end_stream else None
             status = refusal(self.state, declared)
             if status:
-                stream.send_error(status, error_body(status))
+                stream.send_error(status)
                 self.protocol.stream_finished(stream_id)
                 return
         self.streams[stream_id] = stream
@@ -368,7 +370,9 @@ class HTTP2Handler:
             self.streams[stream_id] = channel
 
     def _reject(self, stream_id: int, status: int) -> None:
-        self.protocol.send_headers(stream_id, status, [(b"content-length", b"0")], True)
+        """Answer a CONNECT the server does not serve (no stream, no app)."""
+        answer = server_answer(status)
+        H2ResponseSink(self, stream_id).send_head(status, answer.headers, answer.body, True)
         self.protocol.stream_finished(stream_id)
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
@@ -457,7 +461,7 @@ class H2ResponseSink:
         if self.closed:
             return
         protocol = self.handler.protocol
-        block = _response_headers(headers, self.handler.state.server_header)
+        block = _response_headers(headers, self.handler.state.settings.server_header)
         if self.head_only:
             body = b""
         protocol.send_headers(self.stream_id, status, block, end and not body)
@@ -567,9 +571,6 @@ class H2RequestStream(HTTPStream):
         elif kind == "http.response.trailers":
             self._send_trailers(message)
             return
-        elif kind == "http.response.early_hint":
-            self._send_early_hint(message)
-            return
         await super().send(message)
 
     def _send_trailers(self, message: Message) -> None:
@@ -587,13 +588,6 @@ class H2RequestStream(HTTPStream):
             self.sink.send_trailers(trailers)
             self._trailers_expected = False
             self._complete()
-
-    def _send_early_hint(self, message: Message) -> None:
-        if self.response_state != START or self.disconnected:
-            return
-        links = [_link_field(link) for link in message.get("links", ())]
-        if links:
-            self.sink.send_informational(103, links)
 
     def wake_writer(self) -> None:
         self.sink.wake()
@@ -659,13 +653,6 @@ def _trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
         if field is not None:
             fields.append(field)
     return fields
-
-
-def _link_field(link: bytes) -> tuple[bytes, bytes]:
-    """One ``link`` field of a 103 Early Hints response (ValueError if it cannot be sent)."""
-    field = _check_response_field(b"link", link)
-    assert field is not None
-    return field
 
 
 def _has_proxy_header(headers: Headers) -> bool:

@@ -17,45 +17,24 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from headrace._types import Scope
-from headrace.server.protocols.http11 import reason_phrase
+from headrace.server.protocols.http11 import complete_response
 from headrace.server.protocols.websocket import (
     HandshakeError,
     accept_response_head,
     validate_request,
 )
 from headrace.server.streams.admission import open_websocket
+from headrace.server.streams.errors import server_answer
 
 if TYPE_CHECKING:
     from headrace.server.connection import Connection
     from headrace.server.handler import ConnectionHandler
 
 
-def denial_response(
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes,
-    server_header: bytes | None = None,
-) -> bytes:
-    """A complete HTTP/1.1 response that ends the connection (used for handshake denials)."""
-    phrase = reason_phrase(status).encode("latin-1")
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, phrase)]
-    if server_header:
-        lines.append(b"Server: " + server_header + b"\r\n")
-    lines.extend(
-        name + b": " + value + b"\r\n"
-        for name, value in headers
-        if name.lower() not in (b"content-length", b"connection", b"transfer-encoding")
-    )
-    lines.append(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
-    lines.append(body)
-    return b"".join(lines)
-
-
 def handshake_error_response(error: HandshakeError, server_header: bytes | None = None) -> bytes:
     """The HTTP/1.1 answer to an invalid opening handshake."""
-    body = (error.message + "\n").encode("utf-8")
-    headers = [*error.headers, (b"content-type", b"text/plain; charset=utf-8")]
-    return denial_response(error.status, headers, body, server_header)
+    answer = server_answer(error.status, error.message, tuple(error.headers))
+    return complete_response(error.status, answer.headers, answer.body, server_header)
 
 
 class Http11WebSocketTransport:
@@ -80,7 +59,7 @@ class Http11WebSocketTransport:
         self._connection.write(accept_response_head(self._key, headers, self._server_header))
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self._connection.write(denial_response(status, headers, body, self._server_header))
+        self._connection.write(complete_response(status, headers, body, self._server_header))
         self._connection.close()
 
     def pause_reading(self) -> None:

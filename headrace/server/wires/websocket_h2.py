@@ -29,6 +29,7 @@ from headrace._types import Scope
 from headrace.server.protocols.http2 import H2Protocol
 from headrace.server.protocols.websocket import HandshakeError, validate_request
 from headrace.server.streams.admission import open_websocket
+from headrace.server.streams.errors import server_answer
 from headrace.server.streams.websocket import WebSocketStream
 
 if TYPE_CHECKING:
@@ -59,9 +60,8 @@ def start_websocket_stream(
     try:
         handshake = validate_request(b"CONNECT", scope["headers"], http2=True)
     except HandshakeError as error:
-        body = (error.message + "\n").encode("utf-8")
-        headers = [*error.headers, (b"content-type", b"text/plain; charset=utf-8")]
-        channel.send_response(error.status, headers, body)
+        answer = server_answer(error.status, error.message, tuple(error.headers))
+        channel.send_response(error.status, answer.headers, answer.body)
         return channel
     scope["subprotocols"] = handshake.subprotocols
     channel.stream = open_websocket(
