@@ -103,6 +103,18 @@ def close_old_connections() -> None:
     close()
 
 
+async def _settled(receive: asyncio.Future[Any]) -> bool:
+    """Wait until ``receive`` (just cancelled) has finished, even if the worker is told to stop
+    meanwhile: a message it had already taken must still be looked at. True if told to stop."""
+    stopped = False
+    while not receive.done():
+        try:
+            await asyncio.wait({receive})
+        except asyncio.CancelledError:
+            stopped = True
+    return stopped
+
+
 def _stopping() -> bool:
     """Whether the current task is being cancelled (the worker is stopping)."""
     task = asyncio.current_task()
@@ -174,10 +186,12 @@ class RoutingWorker(ChannelWorker):
         finally:
             full.cancel()
             receive.cancel()
-            await asyncio.wait({receive})
+            stopped = await _settled(receive)
             taken = not receive.cancelled() and receive.exception() is None
             if taken and _stopping():
                 self._start(channel, receive.result())  # stopping: finish it, never drop it
+            if stopped:
+                raise asyncio.CancelledError
         if receive.cancelled():
             return None
         return receive.result()

@@ -23,13 +23,19 @@ Hooks a backend may override:
   delivery is checked too. The in-memory layer keeps it False;
 * ``expiry_seconds`` — the short ``expiry``/``group_expiry`` used by expiry tests (default 1);
   ``expiry_grace`` — how long past it to wait before checking (default 0.5);
-* ``receive_timeout`` — bound on every awaited receive, so a broken backend fails, not hangs.
+* ``receive_timeout`` — bound on every awaited receive, so a broken backend fails, not hangs;
+* ``local_channels_keep_messages`` — False when a process-local channel holds messages only
+  while a receive waits on it (the Redis pub/sub layer); its cancel-under-traffic test is
+  then skipped.
 
 The contract checked here:
 
 1. **Ordering** — messages on one channel are received in send order.
 2. **At most once** — each message reaches exactly one receiver, also with several receivers
-   waiting on one channel concurrently, and receives cancelled in a race lose nothing;
+   waiting on one channel concurrently, and receives cancelled in a race lose nothing —
+   also receives cancelled at random moments while a sender keeps sending, and an instance
+   closed half-way through a channel (what a stopping worker does): every message arrives
+   exactly once;
    received messages equal the sent ones and do not share mutable state with the sender's dict.
 3. **Capacity** — a channel holding ``capacity`` messages raises
    :class:`~headrace.exceptions.ChannelFull` on the next send; ``channel_capacity`` glob and
@@ -56,6 +62,8 @@ runs both.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import re
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -82,6 +90,7 @@ class ChannelLayerConformance:
     expiry_seconds: ClassVar[float] = 1.0
     expiry_grace: ClassVar[float] = 0.5
     receive_timeout: ClassVar[float] = 5.0
+    local_channels_keep_messages: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ hooks
 
@@ -201,6 +210,83 @@ class ChannelLayerConformance:
                         message = task.result()
                         seen[message["on"]].append(message["n"])
             assert seen == {channel: list(range(10)) for channel in channels}
+
+    async def _receive_with_cancellations(
+        self, layer: BaseChannelLayer, channel: str, count: int, sender: BaseChannelLayer
+    ) -> list[int]:
+        """Send ``count`` numbered messages from ``sender`` while ``layer`` receives them with
+        receives cancelled after a random short time (0 to 3 ms) or let run (one in four);
+        returns the numbers received, in order of arrival."""
+        chooser = random.Random()
+
+        async def send_all() -> None:
+            for number in range(count):
+                await sender.send(channel, {"type": "numbered", "n": number})
+                if chooser.random() < 0.3:
+                    await asyncio.sleep(chooser.uniform(0, 0.002))
+
+        sending = asyncio.ensure_future(send_all())
+        received: list[int] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.receive_timeout * 4
+        try:
+            while len(received) < count and loop.time() < deadline:
+                task = asyncio.ensure_future(layer.receive(channel))
+                if chooser.random() < 0.25:
+                    await asyncio.wait([task], timeout=self.receive_timeout)
+                else:
+                    await asyncio.wait([task], timeout=chooser.uniform(0, 0.003))
+                task.cancel()
+                await asyncio.wait([task])
+                if not task.cancelled() and task.exception() is None:
+                    received.append(task.result()["n"])
+            await self.within(sending)
+        finally:
+            sending.cancel()
+        return received
+
+    async def test_receives_cancelled_under_traffic_lose_nothing(self) -> None:
+        """A consumer whose receive is cancelled at random moments while a sender keeps
+        sending (what a worker stopping, or a multi-channel receive, does to it): every
+        message is received exactly once by the receives that follow (a message put back
+        after a cancelled receive may come after one sent later)."""
+        count = 200
+        async with self.layer(capacity=count) as layer:
+            received = await self._receive_with_cancellations(layer, "cancel-storm", count, layer)
+            assert sorted(received) == list(range(count)), _difference(received, count)
+
+    async def test_receives_cancelled_under_traffic_lose_nothing_across_instances(self) -> None:
+        """The same with the sender on another instance and the receiving instance closed
+        half-way, as a stopping worker is: what it had not received yet stays on the channel
+        for the next reader, and nothing arrives twice."""
+        if not self.shares_state_between_instances:
+            return
+        count = 200
+        async with self.layer(capacity=count) as sender, self.layer(capacity=count) as second:
+            first = await self.make_layer(capacity=count)
+            try:
+                early = await self._receive_with_cancellations(
+                    first, "handover", count // 2, sender
+                )
+            finally:
+                await first.close()
+            for number in range(count // 2, count):
+                await sender.send("handover", {"type": "numbered", "n": number})
+            late: list[int] = []
+            while len(early) + len(late) < count:
+                late.append((await self.receive(second, "handover"))["n"])
+            assert sorted(early + late) == list(range(count)), _difference(early + late, count)
+            await self.next_is(second, "handover", {"type": "marker.after"})
+
+    async def test_local_receives_cancelled_under_traffic_lose_nothing(self) -> None:
+        """The same on a process-local channel (a reply channel re-armed by its consumer)."""
+        if not self.local_channels_keep_messages:
+            return
+        count = 200
+        async with self.layer(capacity=count) as layer:
+            channel = await layer.new_channel()
+            received = await self._receive_with_cancellations(layer, channel, count, layer)
+            assert sorted(received) == list(range(count)), _difference(received, count)
 
     async def test_received_message_is_a_copy(self) -> None:
         async with self.layer() as layer:
@@ -443,3 +529,11 @@ class ChannelLayerConformance:
             await layer.flush()
         await layer.close()
         await layer.close()
+
+
+def _difference(received: list[int], count: int) -> str:
+    """What is wrong with ``received`` as the numbers ``0 .. count-1``, each once, in order."""
+    missing = sorted(set(range(count)) - set(received))
+    duplicated = sorted({n for n in received if received.count(n) > 1})
+    out_of_order = [(a, b) for a, b in itertools.pairwise(received) if b < a]
+    return f"missing {missing}, duplicated {duplicated}, out of order {out_of_order[:10]}"

@@ -317,6 +317,10 @@ class HubLink:
         if future is not None:
             if not future.done():
                 future.set_result((status, value))
+            elif future.cancelled() and status == Status.OK:
+                # Its receive was cancelled and has not run its clean-up yet: keep the
+                # message for that clean-up (``_abandon``), which puts it back.
+                self.orphaned[request_id] = value
             return
         channel = self.cancelled.pop(request_id, None)
         if channel is not None and status == Status.OK and self.protocol is not None:
@@ -592,9 +596,12 @@ class HubLink:
 
     async def detach(self) -> None:
         """End every watch: DETACH, wait until the hub confirms (so every push for them has
-        arrived), then hand the buffered messages back."""
+        arrived), then hand the buffered messages back. The hub answers in order, so the same
+        wait lets the answers of receives cancelled a moment ago arrive and be pushed back
+        (``on_reply``) before the connection closes: a message the hub had already sent to a
+        receive that was cancelled while the process stops goes back to its channel."""
         protocol = self.protocol
-        if not self.watches or protocol is None:
+        if not (self.watches or self.cancelled) or protocol is None:
             return
         request_id = next(self._ids)
         answer: asyncio.Future[tuple[int, Any]] = self.loop.create_future()
