@@ -53,6 +53,8 @@ The contract checked here:
    ``MAX_NAME_LENGTH - 1`` work; str, bytes, int, float, bool, None, list and dict values and
    1 MB messages round-trip unchanged.
 9. **Close** — ``close()`` succeeds and may be called twice.
+10. **Statistics** — ``global_statistics()`` / ``channel_statistics(channel)`` count accepted
+    and refused sends, in total and in the last whole second, and what is pending.
 
 The Channels-1 (ASGI draft spec) view over a backend, :class:`headrace.asgi.AsgiChannelLayer`,
 has its own suite, :class:`headrace.testing.asgi_layers.AsgiLayerConformance`; every backend
@@ -74,7 +76,18 @@ import pytest
 from headrace.exceptions import ChannelFull
 from headrace.layers.base import BaseChannelLayer, LayerMessage
 
-__all__ = ["ChannelLayerConformance"]
+__all__ = ["STATISTICS_KEYS", "ChannelLayerConformance"]
+
+STATISTICS_KEYS = (
+    "messages_count",
+    "messages_count_per_second",
+    "messages_pending",
+    "messages_max_age",
+    "channel_full_count",
+    "channel_full_count_per_second",
+)
+"""What ``channel_statistics()`` returns (``global_statistics()`` may leave out the two
+queue-state ones)."""
 
 T = TypeVar("T")
 
@@ -296,6 +309,55 @@ class ChannelLayerConformance:
             original["nested"]["k"] = "changed"
             received = await self.receive(layer, "copies")
             assert received == {"type": "mutable", "items": [1, 2], "nested": {"k": "v"}}
+
+    # ------------------------------------------------------------------ statistics
+
+    async def test_statistics(self) -> None:
+        """The ``statistics`` extension: accepted and refused sends, pending messages and the
+        oldest one's age per channel, totals over the layer (``messages_pending`` and
+        ``messages_max_age`` there when the backend keeps them)."""
+        async with self.layer(capacity=3) as layer:
+            assert "statistics" in layer.extensions
+            for index in range(3):
+                await layer.send("counted", {"type": "m", "n": index})
+            with pytest.raises(ChannelFull):
+                await layer.send("counted", {"type": "overflow"})
+            stats = await layer.channel_statistics("counted")
+            assert set(stats) == set(STATISTICS_KEYS)
+            assert stats["messages_count"] == 3
+            assert stats["messages_pending"] == 3
+            assert stats["channel_full_count"] == 1
+            assert 0 <= stats["messages_max_age"] < layer.expiry
+            assert (await self.receive(layer, "counted"))["n"] == 0
+            assert (await layer.channel_statistics("counted"))["messages_pending"] == 2
+            untouched = await layer.channel_statistics("never-used")
+            assert untouched["messages_count"] == untouched["messages_pending"] == 0
+            totals = await layer.global_statistics()
+            assert totals["messages_count"] >= 3
+            assert totals["channel_full_count"] >= 1
+            assert {"messages_count_per_second", "channel_full_count_per_second"} <= set(totals)
+            if "messages_pending" in totals:
+                assert totals["messages_pending"] >= 2
+                assert 0 <= totals["messages_max_age"] < layer.expiry
+            with pytest.raises(TypeError):
+                await layer.channel_statistics("bad name!!")
+
+    async def test_statistics_per_second_rates(self) -> None:
+        """The rates count the last whole second: five sends show up as a rate of one to five
+        on the channel (and at least that over the layer) within the next two seconds."""
+        async with self.layer() as layer:
+            for index in range(5):
+                await layer.send("rated", {"type": "m", "n": index})
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 3
+            seen = 0
+            while loop.time() < deadline:
+                seen = int((await layer.channel_statistics("rated"))["messages_count_per_second"])
+                if seen:
+                    break
+                await asyncio.sleep(0.05)
+            assert 1 <= seen <= 5
+            assert (await layer.channel_statistics("quiet"))["messages_count_per_second"] == 0
 
     # ------------------------------------------------------------------ 3. capacity
 

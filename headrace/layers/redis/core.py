@@ -52,7 +52,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, ResponseError
 
 from headrace.exceptions import ChannelFull, InvalidChannelLayerError
-from headrace.layers.base import BaseChannelLayer, CapacityPattern, LayerMessage
+from headrace.layers.base import (
+    BaseChannelLayer,
+    CapacityPattern,
+    LayerMessage,
+    Statistics,
+    statistics_of,
+)
 from headrace.layers.redis import scripts
 from headrace.layers.redis.blocking import BlockingPopper, PopperPool
 from headrace.layers.redis.connections import (
@@ -81,6 +87,7 @@ _GROUP_DISCARD_LOCAL = Script(scripts.GROUP_DISCARD_LOCAL)
 _GROUP_SEND = Script(scripts.GROUP_SEND)
 _SETTLE = Script(scripts.SETTLE)
 _STATISTICS = Script(scripts.STATISTICS)
+_GLOBAL_STATISTICS = Script(scripts.GLOBAL_STATISTICS)
 
 _POP_ERRORS: tuple[type[BaseException], ...] = (*RETRYABLE, ResponseError, RedisClusterException)
 INBOX_BATCH = 512
@@ -703,41 +710,54 @@ class RedisChannelLayer(BaseChannelLayer):
 
     # ------------------------------------------------------------------ statistics
 
-    async def global_statistics(self) -> dict[str, int]:
-        """``messages_count`` (accepted sends) and ``channel_full_count`` over all shards."""
+    async def global_statistics(self) -> Statistics:
+        """Counters over all shards, one script call per shard (in parallel). Pending messages
+        and their age are per channel only (``messages_pending`` and ``messages_max_age`` are
+        not in the answer): Redis keeps no cheap total of every list."""
         return await self._bridged(self._global_statistics)
 
-    async def _global_statistics(self) -> dict[str, int]:
+    async def _global_statistics(self) -> Statistics:
         resources = await self._resources()
-        totals = {"messages_count": 0, "channel_full_count": 0}
+        now = now_ms()
+        calls = []
         for shard in range(self.shard_count):
             client, base = self._client(resources, shard)
-            count, full = await self._retry(_bind_hmget(client, f"{base}:s"))
-            totals["messages_count"] += int(count or 0)
-            totals["channel_full_count"] += int(full or 0)
-        return totals
+            keys: list[str] = [f"{base}:s"]
+            args: list[str | bytes | int] = [base, now]
+            calls.append(self._retry(_bind(_GLOBAL_STATISTICS, client, keys, args)))
+        totals = [0, 0, 0, 0]
+        for answer in await asyncio.gather(*calls):
+            for index, value in enumerate(answer):
+                totals[index] += int(value)
+        return {
+            "messages_count": totals[0],
+            "messages_count_per_second": totals[2],
+            "channel_full_count": totals[1],
+            "channel_full_count_per_second": totals[3],
+        }
 
-    async def channel_statistics(self, channel: str) -> dict[str, float]:
-        """``messages_count``, ``messages_pending``, ``messages_max_age`` (s),
-        ``channel_full_count`` of one channel."""
+    async def channel_statistics(self, channel: str) -> Statistics:
+        """``messages_count`` (in the last one to two hours), ``messages_pending``,
+        ``messages_max_age`` (s), ``channel_full_count`` and the last second's rates of one
+        channel: one script call."""
         self.require_valid_channel_name(channel)
         return await self._bridged(lambda: self._channel_statistics(channel))
 
-    async def _channel_statistics(self, channel: str) -> dict[str, float]:
+    async def _channel_statistics(self, channel: str) -> Statistics:
         resources = await self._resources()
         client, base = self._client(resources, self.shard_of(channel))
         nonlocal_name, suffix = _split_local(channel) if "!" in channel else (channel, "")
         keys = [f"{base}:c:{nonlocal_name}", f"{base}:n:{nonlocal_name}"]
         args: list[str | bytes | int] = [now_ms(), suffix, base, channel, STATISTICS_SCAN_LIMIT]
-        count, full, pending, oldest = await self._retry(lambda: _STATISTICS(client, keys, args))
-        oldest = self._oldest_buffered(resources, channel, int(oldest))
+        answer = await self._retry(lambda: _STATISTICS(client, keys, args))
+        count, full, pending, oldest, count_rate, full_rate = (int(value) for value in answer)
+        oldest = self._oldest_buffered(resources, channel, oldest)
         age = max(0.0, (now_ms() - (oldest - self._ttls()[0])) / 1000) if oldest > 0 else 0.0
-        return {
-            "messages_count": int(count),
-            "messages_pending": int(pending) + self._buffered_count(resources, channel),
-            "messages_max_age": age,
-            "channel_full_count": int(full),
-        }
+        return statistics_of(
+            (count, count_rate, full, full_rate),
+            pending + self._buffered_count(resources, channel),
+            age,
+        )
 
     def _buffered_mailbox(self, resources: _CoreLoop, channel: str) -> Mailbox | None:
         if "!" in channel:
@@ -767,14 +787,6 @@ def _bind(
 
     def call() -> Awaitable[Any]:
         return script(client, keys, args)
-
-    return call
-
-
-def _bind_hmget(client: AnyRedis, key: str) -> Callable[[], Awaitable[list[Any]]]:
-    async def call() -> list[Any]:
-        values: list[Any] = await client.hmget(key, ["count", "full"])
-        return values
 
     return call
 
