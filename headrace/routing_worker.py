@@ -186,7 +186,7 @@ class RoutingWorker(ChannelWorker):
         receive = asyncio.ensure_future(self.channel_layer.receive(channel))
         self._receiving.add(receive)
         try:
-            return await receive
+            message = await receive
         except asyncio.CancelledError:
             if not _stopping():
                 return None  # no thread is free: receive again once one is
@@ -195,6 +195,10 @@ class RoutingWorker(ChannelWorker):
             raise
         finally:
             self._receiving.discard(receive)
+        if _stopping():  # told to stop as the receive handed over a message: finish it
+            self._start(channel, message)
+            raise asyncio.CancelledError
+        return message
 
     async def dispatch(self, channel: str, message: ASGIMessage) -> None:
         self._start(channel, dict(message))

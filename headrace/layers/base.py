@@ -37,13 +37,22 @@ import fnmatch
 import re
 import secrets
 import string
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from headrace.exceptions import InvalidChannelName
 
-__all__ = ["BaseChannelLayer", "CapacityPattern", "LayerMessage"]
+__all__ = [
+    "BaseChannelLayer",
+    "CapacityPattern",
+    "LayerMessage",
+    "LayerStatistics",
+    "RateCounter",
+    "Statistics",
+    "statistics_of",
+]
 
 LayerMessage = dict[str, Any]
 """A message on a channel layer: a dict with a ``type`` key, serialisable by the backend."""
@@ -52,6 +61,105 @@ CapacityPattern = str | re.Pattern[str]
 """A ``channel_capacity`` key: a glob string or a compiled regular expression."""
 
 _SUFFIX_ALPHABET = string.ascii_letters + string.digits
+
+Statistics = dict[str, float]
+"""What ``global_statistics()`` / ``channel_statistics()`` return (the ``statistics``
+extension): ``messages_count``, ``messages_count_per_second``, ``messages_pending``,
+``messages_max_age`` (seconds), ``channel_full_count``, ``channel_full_count_per_second``."""
+
+CHANNELS_COUNTED = 65536
+"""How many channels :class:`LayerStatistics` keeps counters for (the oldest go first)."""
+
+
+class RateCounter:
+    """A total and the count of the last whole second: two integers and a second number."""
+
+    __slots__ = ("_last", "_second", "_this", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._second = 0
+        self._this = 0
+        self._last = 0
+
+    def add(self, count: int, second: int) -> None:
+        if second != self._second:
+            self._last = self._this if second == self._second + 1 else 0
+            self._this = 0
+            self._second = second
+        self._this += count
+        self.total += count
+
+    def per_second(self, second: int) -> int:
+        """How many were added in the second before ``second`` (the last whole second)."""
+        if second == self._second:
+            return self._last
+        return self._this if second == self._second + 1 else 0
+
+
+class LayerStatistics:
+    """Accepted and refused (``ChannelFull``) sends, in total and per channel, with their
+    per-second rates: O(1) per send, what the in-process backends (and the IPC hub) keep.
+    Per-channel counters are kept for the :data:`CHANNELS_COUNTED` most recently created."""
+
+    __slots__ = ("channels", "full", "messages")
+
+    def __init__(self) -> None:
+        self.messages = RateCounter()
+        self.full = RateCounter()
+        self.channels: dict[str, tuple[RateCounter, RateCounter]] = {}
+
+    def _of(self, channel: str) -> tuple[RateCounter, RateCounter]:
+        counters = self.channels.get(channel)
+        if counters is None:
+            if len(self.channels) >= CHANNELS_COUNTED:
+                del self.channels[next(iter(self.channels))]
+            counters = self.channels[channel] = (RateCounter(), RateCounter())
+        return counters
+
+    def accepted(self, channel: str, count: int = 1) -> None:
+        second = int(time.monotonic())
+        self.messages.add(count, second)
+        self._of(channel)[0].add(count, second)
+
+    def refused(self, channel: str, count: int = 1) -> None:
+        second = int(time.monotonic())
+        self.full.add(count, second)
+        self._of(channel)[1].add(count, second)
+
+    def global_counts(self) -> tuple[int, int, int, int]:
+        """(messages, messages last second, full, full last second)."""
+        second = int(time.monotonic())
+        return (
+            self.messages.total,
+            self.messages.per_second(second),
+            self.full.total,
+            self.full.per_second(second),
+        )
+
+    def channel_counts(self, channel: str) -> tuple[int, int, int, int]:
+        counters = self.channels.get(channel)
+        if counters is None:
+            return (0, 0, 0, 0)
+        second = int(time.monotonic())
+        messages, full = counters
+        return (messages.total, messages.per_second(second), full.total, full.per_second(second))
+
+    def clear(self) -> None:
+        self.channels.clear()
+
+
+def statistics_of(counts: tuple[int, int, int, int], pending: int, max_age: float) -> Statistics:
+    """The statistics dict from ``(messages, per second, full, per second)`` and the queue."""
+    messages, messages_per_second, full, full_per_second = counts
+    return {
+        "messages_count": messages,
+        "messages_count_per_second": messages_per_second,
+        "messages_pending": pending,
+        "messages_max_age": max(0.0, max_age),
+        "channel_full_count": full,
+        "channel_full_count_per_second": full_per_second,
+    }
 
 
 class BaseChannelLayer:
@@ -219,6 +327,17 @@ class BaseChannelLayer:
     async def group_send(self, group: str, message: LayerMessage) -> None:
         """Send a copy of ``message`` to every member of ``group``; full members are skipped."""
         raise NotImplementedError("group_send() not implemented (groups extension)")
+
+    async def global_statistics(self) -> Statistics:
+        """Statistics over every channel (the ``statistics`` extension): ``messages_count``
+        (accepted sends), ``messages_count_per_second`` (in the last whole second),
+        ``messages_pending``, ``messages_max_age`` (seconds the oldest pending message has
+        waited), ``channel_full_count``, ``channel_full_count_per_second``."""
+        raise NotImplementedError("global_statistics() not implemented (statistics extension)")
+
+    async def channel_statistics(self, channel: str) -> Statistics:
+        """The same statistics for one channel."""
+        raise NotImplementedError("channel_statistics() not implemented (statistics extension)")
 
     async def close(self) -> None:
         """Release connections and background tasks. Safe to call more than once."""

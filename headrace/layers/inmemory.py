@@ -49,7 +49,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from headrace.exceptions import ChannelFull
-from headrace.layers.base import BaseChannelLayer, CapacityPattern, LayerMessage
+from headrace.layers.base import (
+    BaseChannelLayer,
+    CapacityPattern,
+    LayerMessage,
+    LayerStatistics,
+    Statistics,
+    statistics_of,
+)
 
 __all__ = ["InMemoryChannelLayer"]
 
@@ -121,7 +128,7 @@ class _Channel:
 class InMemoryChannelLayer(BaseChannelLayer):
     """Channel layer living in this process's memory; for tests and single-process apps."""
 
-    extensions: ClassVar[list[str]] = ["groups", "flush"]
+    extensions: ClassVar[list[str]] = ["groups", "flush", "statistics"]
 
     def __init__(
         self,
@@ -139,6 +146,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             **kwargs,
         )
         self._lock = threading.Lock()
+        self.statistics = LayerStatistics()
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -168,7 +176,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._expire(now)  # expired messages do not count against capacity
             target = self.channels.setdefault(name, target)
             if len(target.entries) >= target.capacity:
+                self.statistics.refused(name)
                 raise ChannelFull(name)
+        self.statistics.accepted(name)
         entry = (now + self.expiry, name, message)
         target.entries.append(entry)
         self._message_deadlines.append(entry)
@@ -316,12 +326,15 @@ class InMemoryChannelLayer(BaseChannelLayer):
         deadline = now + self.expiry
         channels = self.channels
         append_deadline = self._message_deadlines.append
+        accepted, refused = self.statistics.accepted, self.statistics.refused
         for name in names:
             target = channels.get(name)
             if target is None:
                 target = channels[name] = self._new_channel_queue(name)
             if len(target.entries) >= target.capacity:
+                refused(name)
                 continue
+            accepted(name)
             entry = (deadline, name, copier(message))
             target.entries.append(entry)
             append_deadline(entry)
@@ -338,6 +351,47 @@ class InMemoryChannelLayer(BaseChannelLayer):
             for name, target in waiting.items():
                 target.entries.clear()
                 self.channels[name] = target
+
+    # ------------------------------------------------------------------ statistics
+
+    async def global_statistics(self) -> Statistics:
+        """Counters since the layer was made; pending and the oldest message's age are read
+        from the live channels when asked (nothing is added to send or receive for them)."""
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            pending = sum(len(target.entries) for target in self.channels.values())
+            return statistics_of(
+                self.statistics.global_counts(), pending, self._age(self._oldest_deadline(), now)
+            )
+
+    async def channel_statistics(self, channel: str) -> Statistics:
+        self.require_valid_channel_name(channel)
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            target = self.channels.get(channel)
+            entries = target.entries if target is not None else deque()
+            oldest = entries[0][0] if entries else None
+            return statistics_of(
+                self.statistics.channel_counts(channel), len(entries), self._age(oldest, now)
+            )
+
+    def _oldest_deadline(self) -> float | None:
+        """The deadline of the oldest pending message. The deadline deque is in send order, so
+        its first entry that is still pending is the head of its channel; taken entries in
+        front of it are dropped on the way (amortised O(1))."""
+        deadlines, channels = self._message_deadlines, self.channels
+        while deadlines:
+            entry = deadlines[0]
+            target = channels.get(entry[1])
+            if target is not None and target.entries and target.entries[0] is entry:
+                return entry[0]
+            deadlines.popleft()
+        return None
+
+    def _age(self, deadline: float | None, now: float) -> float:
+        return 0.0 if deadline is None else now - (deadline - self.expiry)
 
     async def close(self) -> None:
         """Nothing to release; present for the contract."""

@@ -23,13 +23,19 @@ Hooks a backend may override:
   delivery is checked too. The in-memory layer keeps it False;
 * ``expiry_seconds`` — the short ``expiry``/``group_expiry`` used by expiry tests (default 1);
   ``expiry_grace`` — how long past it to wait before checking (default 0.5);
-* ``receive_timeout`` — bound on every awaited receive, so a broken backend fails, not hangs.
+* ``receive_timeout`` — bound on every awaited receive, so a broken backend fails, not hangs;
+* ``local_channels_keep_messages`` — False when a process-local channel holds messages only
+  while a receive waits on it (the Redis pub/sub layer); its cancel-under-traffic test is
+  then skipped.
 
 The contract checked here:
 
 1. **Ordering** — messages on one channel are received in send order.
 2. **At most once** — each message reaches exactly one receiver, also with several receivers
-   waiting on one channel concurrently, and receives cancelled in a race lose nothing;
+   waiting on one channel concurrently, and receives cancelled in a race lose nothing —
+   also receives cancelled at random moments while a sender keeps sending, and an instance
+   closed half-way through a channel (what a stopping worker does): every message arrives
+   exactly once;
    received messages equal the sent ones and do not share mutable state with the sender's dict.
 3. **Capacity** — a channel holding ``capacity`` messages raises
    :class:`~headrace.exceptions.ChannelFull` on the next send; ``channel_capacity`` glob and
@@ -47,6 +53,8 @@ The contract checked here:
    ``MAX_NAME_LENGTH - 1`` work; str, bytes, int, float, bool, None, list and dict values and
    1 MB messages round-trip unchanged.
 9. **Close** — ``close()`` succeeds and may be called twice.
+10. **Statistics** — ``global_statistics()`` / ``channel_statistics(channel)`` count accepted
+    and refused sends, in total and in the last whole second, and what is pending.
 
 The Channels-1 (ASGI draft spec) view over a backend, :class:`headrace.asgi.AsgiChannelLayer`,
 has its own suite, :class:`headrace.testing.asgi_layers.AsgiLayerConformance`; every backend
@@ -56,6 +64,8 @@ runs both.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import re
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -66,7 +76,18 @@ import pytest
 from headrace.exceptions import ChannelFull
 from headrace.layers.base import BaseChannelLayer, LayerMessage
 
-__all__ = ["ChannelLayerConformance"]
+__all__ = ["STATISTICS_KEYS", "ChannelLayerConformance"]
+
+STATISTICS_KEYS = (
+    "messages_count",
+    "messages_count_per_second",
+    "messages_pending",
+    "messages_max_age",
+    "channel_full_count",
+    "channel_full_count_per_second",
+)
+"""What ``channel_statistics()`` returns (``global_statistics()`` may leave out the two
+queue-state ones)."""
 
 T = TypeVar("T")
 
@@ -82,6 +103,7 @@ class ChannelLayerConformance:
     expiry_seconds: ClassVar[float] = 1.0
     expiry_grace: ClassVar[float] = 0.5
     receive_timeout: ClassVar[float] = 5.0
+    local_channels_keep_messages: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ hooks
 
@@ -202,6 +224,83 @@ class ChannelLayerConformance:
                         seen[message["on"]].append(message["n"])
             assert seen == {channel: list(range(10)) for channel in channels}
 
+    async def _receive_with_cancellations(
+        self, layer: BaseChannelLayer, channel: str, count: int, sender: BaseChannelLayer
+    ) -> list[int]:
+        """Send ``count`` numbered messages from ``sender`` while ``layer`` receives them with
+        receives cancelled after a random short time (0 to 3 ms) or let run (one in four);
+        returns the numbers received, in order of arrival."""
+        chooser = random.Random()
+
+        async def send_all() -> None:
+            for number in range(count):
+                await sender.send(channel, {"type": "numbered", "n": number})
+                if chooser.random() < 0.3:
+                    await asyncio.sleep(chooser.uniform(0, 0.002))
+
+        sending = asyncio.ensure_future(send_all())
+        received: list[int] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.receive_timeout * 4
+        try:
+            while len(received) < count and loop.time() < deadline:
+                task = asyncio.ensure_future(layer.receive(channel))
+                if chooser.random() < 0.25:
+                    await asyncio.wait([task], timeout=self.receive_timeout)
+                else:
+                    await asyncio.wait([task], timeout=chooser.uniform(0, 0.003))
+                task.cancel()
+                await asyncio.wait([task])
+                if not task.cancelled() and task.exception() is None:
+                    received.append(task.result()["n"])
+            await self.within(sending)
+        finally:
+            sending.cancel()
+        return received
+
+    async def test_receives_cancelled_under_traffic_lose_nothing(self) -> None:
+        """A consumer whose receive is cancelled at random moments while a sender keeps
+        sending (what a worker stopping, or a multi-channel receive, does to it): every
+        message is received exactly once by the receives that follow (a message put back
+        after a cancelled receive may come after one sent later)."""
+        count = 200
+        async with self.layer(capacity=count) as layer:
+            received = await self._receive_with_cancellations(layer, "cancel-storm", count, layer)
+            assert sorted(received) == list(range(count)), _difference(received, count)
+
+    async def test_receives_cancelled_under_traffic_lose_nothing_across_instances(self) -> None:
+        """The same with the sender on another instance and the receiving instance closed
+        half-way, as a stopping worker is: what it had not received yet stays on the channel
+        for the next reader, and nothing arrives twice."""
+        if not self.shares_state_between_instances:
+            return
+        count = 200
+        async with self.layer(capacity=count) as sender, self.layer(capacity=count) as second:
+            first = await self.make_layer(capacity=count)
+            try:
+                early = await self._receive_with_cancellations(
+                    first, "handover", count // 2, sender
+                )
+            finally:
+                await first.close()
+            for number in range(count // 2, count):
+                await sender.send("handover", {"type": "numbered", "n": number})
+            late: list[int] = []
+            while len(early) + len(late) < count:
+                late.append((await self.receive(second, "handover"))["n"])
+            assert sorted(early + late) == list(range(count)), _difference(early + late, count)
+            await self.next_is(second, "handover", {"type": "marker.after"})
+
+    async def test_local_receives_cancelled_under_traffic_lose_nothing(self) -> None:
+        """The same on a process-local channel (a reply channel re-armed by its consumer)."""
+        if not self.local_channels_keep_messages:
+            return
+        count = 200
+        async with self.layer(capacity=count) as layer:
+            channel = await layer.new_channel()
+            received = await self._receive_with_cancellations(layer, channel, count, layer)
+            assert sorted(received) == list(range(count)), _difference(received, count)
+
     async def test_received_message_is_a_copy(self) -> None:
         async with self.layer() as layer:
             original: dict[str, Any] = {"type": "mutable", "items": [1, 2], "nested": {"k": "v"}}
@@ -210,6 +309,55 @@ class ChannelLayerConformance:
             original["nested"]["k"] = "changed"
             received = await self.receive(layer, "copies")
             assert received == {"type": "mutable", "items": [1, 2], "nested": {"k": "v"}}
+
+    # ------------------------------------------------------------------ statistics
+
+    async def test_statistics(self) -> None:
+        """The ``statistics`` extension: accepted and refused sends, pending messages and the
+        oldest one's age per channel, totals over the layer (``messages_pending`` and
+        ``messages_max_age`` there when the backend keeps them)."""
+        async with self.layer(capacity=3) as layer:
+            assert "statistics" in layer.extensions
+            for index in range(3):
+                await layer.send("counted", {"type": "m", "n": index})
+            with pytest.raises(ChannelFull):
+                await layer.send("counted", {"type": "overflow"})
+            stats = await layer.channel_statistics("counted")
+            assert set(stats) == set(STATISTICS_KEYS)
+            assert stats["messages_count"] == 3
+            assert stats["messages_pending"] == 3
+            assert stats["channel_full_count"] == 1
+            assert 0 <= stats["messages_max_age"] < layer.expiry
+            assert (await self.receive(layer, "counted"))["n"] == 0
+            assert (await layer.channel_statistics("counted"))["messages_pending"] == 2
+            untouched = await layer.channel_statistics("never-used")
+            assert untouched["messages_count"] == untouched["messages_pending"] == 0
+            totals = await layer.global_statistics()
+            assert totals["messages_count"] >= 3
+            assert totals["channel_full_count"] >= 1
+            assert {"messages_count_per_second", "channel_full_count_per_second"} <= set(totals)
+            if "messages_pending" in totals:
+                assert totals["messages_pending"] >= 2
+                assert 0 <= totals["messages_max_age"] < layer.expiry
+            with pytest.raises(TypeError):
+                await layer.channel_statistics("bad name!!")
+
+    async def test_statistics_per_second_rates(self) -> None:
+        """The rates count the last whole second: five sends show up as a rate of one to five
+        on the channel (and at least that over the layer) within the next two seconds."""
+        async with self.layer() as layer:
+            for index in range(5):
+                await layer.send("rated", {"type": "m", "n": index})
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 3
+            seen = 0
+            while loop.time() < deadline:
+                seen = int((await layer.channel_statistics("rated"))["messages_count_per_second"])
+                if seen:
+                    break
+                await asyncio.sleep(0.05)
+            assert 1 <= seen <= 5
+            assert (await layer.channel_statistics("quiet"))["messages_count_per_second"] == 0
 
     # ------------------------------------------------------------------ 3. capacity
 
@@ -443,3 +591,11 @@ class ChannelLayerConformance:
             await layer.flush()
         await layer.close()
         await layer.close()
+
+
+def _difference(received: list[int], count: int) -> str:
+    """What is wrong with ``received`` as the numbers ``0 .. count-1``, each once, in order."""
+    missing = sorted(set(range(count)) - set(received))
+    duplicated = sorted({n for n in received if received.count(n) > 1})
+    out_of_order = [(a, b) for a, b in itertools.pairwise(received) if b < a]
+    return f"missing {missing}, duplicated {duplicated}, out of order {out_of_order[:10]}"

@@ -55,18 +55,22 @@ class TestCoreCluster(RedisConformance):
 
 class TestPubSubSingleHost(TestCoreSingleHost):
     layer_class = RedisPubSubChannelLayer
+    local_channels_keep_messages = False
 
 
 class TestPubSubThreeShards(TestCoreThreeShards):
     layer_class = RedisPubSubChannelLayer
+    local_channels_keep_messages = False
 
 
 class TestPubSubSentinel(TestCoreSentinel):
     layer_class = RedisPubSubChannelLayer
+    local_channels_keep_messages = False
 
 
 class TestPubSubCluster(TestCoreCluster):
     layer_class = RedisPubSubChannelLayer
+    local_channels_keep_messages = False
 
 
 class RedisAsgiConformance(AsgiLayerConformance):

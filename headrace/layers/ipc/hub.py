@@ -64,6 +64,7 @@ import time
 from collections import deque
 from typing import Any
 
+from headrace.layers.base import LayerStatistics
 from headrace.layers.ipc.wire import (
     PROTOCOL_BATCHED,
     PROTOCOL_VERSION,
@@ -109,11 +110,20 @@ class HubState:
         self.watchers: dict[str, tuple[HubConnection, int]] = {}
         self._queue_heap: list[tuple[float, str]] = []
         self._group_heap: list[tuple[float, str, str]] = []
+        self.statistics = LayerStatistics()
 
     # ---------------------------------------------------------------- channels
 
     def send(self, channel: str, payload: bytes, expires_at: float, capacity: int) -> bool:
         """Deliver or enqueue; False when the channel is full."""
+        sent = self._send(channel, payload, expires_at, capacity)
+        if sent:
+            self.statistics.accepted(channel)
+        else:
+            self.statistics.refused(channel)
+        return sent
+
+    def _send(self, channel: str, payload: bytes, expires_at: float, capacity: int) -> bool:
         watcher = self.watchers.get(channel)
         if watcher is not None:
             connection, watch_id = watcher
@@ -272,6 +282,7 @@ class HubState:
             return
         now = time.time()
         watchers = self.watchers
+        accepted, refused = self.statistics.accepted, self.statistics.refused
         for channel, member_until in list(members.items()):
             if member_until <= now:
                 continue
@@ -279,12 +290,45 @@ class HubState:
             if watcher is not None and watcher[0].push(
                 channel, watcher[1], payload, expires_at, counted=False
             ):
-                continue  # the member's process bounds uncounted copies by its capacity
+                accepted(channel)  # the member's process bounds uncounted copies
+                continue
             waiter = self._take_waiter(channel)
-            if waiter is None:
-                self._enqueue(channel, payload, expires_at, rules.capacity(channel), now)
-            else:
+            if waiter is not None:
                 waiter[0].deliver(waiter[1], payload, expires_at)
+                accepted(channel)
+            elif self._enqueue(channel, payload, expires_at, rules.capacity(channel), now):
+                accepted(channel)
+            else:
+                refused(channel)
+
+    # ---------------------------------------------------------------- statistics
+
+    def channel_statistics(self, channel: str) -> tuple[Any, ...]:
+        """Counters, pending messages (queued here or pushed to a watcher and not taken yet)
+        and the expiry time of the oldest queued one."""
+        queue = self.queues.get(channel)
+        if queue:
+            self._drop_expired(queue, time.time())
+        watcher = self.watchers.get(channel)
+        held = watcher[0].held(channel) if watcher is not None else 0
+        oldest = queue[0][0] if queue else None
+        pending = (len(queue) if queue else 0) + held
+        return (*self.statistics.channel_counts(channel), pending, oldest)
+
+    def global_statistics(self) -> tuple[Any, ...]:
+        """The same over every channel; pending and the oldest are read from the live queues
+        when asked (O(channels) here, nothing on the send and receive paths)."""
+        now = time.time()
+        pending, oldest = 0, None
+        for queue in self.queues.values():
+            self._drop_expired(queue, now)
+            if queue:
+                pending += len(queue)
+                head = queue[0][0]
+                oldest = head if oldest is None else min(oldest, head)
+        for channel, (connection, _) in self.watchers.items():
+            pending += connection.held(channel)
+        return (*self.statistics.global_counts(), pending, oldest)
 
     # ---------------------------------------------------------------- housekeeping
 
@@ -475,6 +519,13 @@ class HubConnection(FramedProtocol):
             return
         elif op == Op.FLUSH:
             state.flush()
+        elif op == Op.STATISTICS:
+            channel = item[2]
+            statistics = (
+                state.global_statistics() if channel is None else state.channel_statistics(channel)
+            )
+            self.reply(request_id, Status.OK, statistics)
+            return
         else:
             raise ValueError(f"unknown opcode {op!r}")
         self.reply(request_id, Status.OK, None)

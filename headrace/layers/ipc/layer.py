@@ -63,7 +63,7 @@ from headrace.exceptions import (
     InvalidChannelLayerError,
     MessageTooLarge,
 )
-from headrace.layers.base import BaseChannelLayer, LayerMessage
+from headrace.layers.base import BaseChannelLayer, LayerMessage, Statistics, statistics_of
 from headrace.layers.ipc.hub import HubHost
 from headrace.layers.ipc.wire import (
     MAX_FRAME,
@@ -317,6 +317,10 @@ class HubLink:
         if future is not None:
             if not future.done():
                 future.set_result((status, value))
+            elif future.cancelled() and status == Status.OK:
+                # Its receive was cancelled and has not run its clean-up yet: keep the
+                # message for that clean-up (``_abandon``), which puts it back.
+                self.orphaned[request_id] = value
             return
         channel = self.cancelled.pop(request_id, None)
         if channel is not None and status == Status.OK and self.protocol is not None:
@@ -556,6 +560,13 @@ class HubLink:
         if consumed and self.protocol is not None:
             self.protocol.write((Op.CONSUMED, 0, consumed))
 
+    def oldest_buffered(self, channel: str | None) -> float | None:
+        """The expiry time of the oldest message buffered here for ``channel`` (or for any
+        watched channel): pushed by the hub, counted as pending there, not yet taken."""
+        watches = self.watches.values() if channel is None else [self.watched.get(channel)]
+        heads = [watch.items[0][1] for watch in watches if watch is not None and watch.items]
+        return min(heads) if heads else None
+
     def drop_buffered(self) -> None:
         """Forget every buffered message (``flush``), releasing their counted holds."""
         for watch in self.watches.values():
@@ -592,9 +603,12 @@ class HubLink:
 
     async def detach(self) -> None:
         """End every watch: DETACH, wait until the hub confirms (so every push for them has
-        arrived), then hand the buffered messages back."""
+        arrived), then hand the buffered messages back. The hub answers in order, so the same
+        wait lets the answers of receives cancelled a moment ago arrive and be pushed back
+        (``on_reply``) before the connection closes: a message the hub had already sent to a
+        receive that was cancelled while the process stops goes back to its channel."""
         protocol = self.protocol
-        if not self.watches or protocol is None:
+        if not (self.watches or self.cancelled) or protocol is None:
             return
         request_id = next(self._ids)
         answer: asyncio.Future[tuple[int, Any]] = self.loop.create_future()
@@ -629,7 +643,7 @@ class IPCChannelLayer(BaseChannelLayer):
     wait for a hub before raising :class:`~headrace.exceptions.ChannelLayerError`).
     """
 
-    extensions = ["groups", "flush"]
+    extensions = ["groups", "flush", "statistics"]
 
     def __init__(
         self,
@@ -759,6 +773,26 @@ class IPCChannelLayer(BaseChannelLayer):
         link = self._link()
         link.drop_buffered()
         await link.request(Op.FLUSH)
+
+    # ---------------------------------------------------------------- statistics
+
+    async def global_statistics(self) -> Statistics:
+        """Counted at the hub for every process of the host (one request)."""
+        return await self._statistics(None)
+
+    async def channel_statistics(self, channel: str) -> Statistics:
+        self._require_valid_channel(channel)
+        return await self._statistics(channel)
+
+    async def _statistics(self, channel: str | None) -> Statistics:
+        link = self._link()
+        _, value = await link.request(Op.STATISTICS, channel)
+        *counts, pending, oldest = value
+        buffered = link.oldest_buffered(channel)
+        if buffered is not None:
+            oldest = buffered if oldest is None else min(oldest, buffered)
+        age = 0.0 if oldest is None else self.expiry - (oldest - time.time())
+        return statistics_of((counts[0], counts[1], counts[2], counts[3]), pending, age)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -65,6 +65,8 @@ class Op:
     UNWATCH = 11  # (channel, watch id) - answered OK once no more pushes for it will follow
     CONSUMED = 12  # ([channel, ...]) - no reply; counted pushes the receivers have taken
     DETACH = 13  # () - stop every watch of this connection; answered OK after the last push
+    STATISTICS = 14  # (channel or None) - answered OK with (messages, messages last second,
+    # full, full last second, pending, expires_at of the oldest pending message or None)
 
 
 class Status:

@@ -46,11 +46,21 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, cast
 
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, ResponseError
 
 from headrace.exceptions import ChannelFull, InvalidChannelLayerError
-from headrace.layers.base import BaseChannelLayer, CapacityPattern, LayerMessage
+from headrace.layers.base import (
+    BaseChannelLayer,
+    CapacityPattern,
+    LayerMessage,
+    Statistics,
+    statistics_of,
+)
 from headrace.layers.redis import scripts
+from headrace.layers.redis.blocking import BlockingPopper, PopperPool
 from headrace.layers.redis.connections import (
     RETRYABLE,
     Backoff,
@@ -77,7 +87,9 @@ _GROUP_DISCARD_LOCAL = Script(scripts.GROUP_DISCARD_LOCAL)
 _GROUP_SEND = Script(scripts.GROUP_SEND)
 _SETTLE = Script(scripts.SETTLE)
 _STATISTICS = Script(scripts.STATISTICS)
+_GLOBAL_STATISTICS = Script(scripts.GLOBAL_STATISTICS)
 
+_POP_ERRORS: tuple[type[BaseException], ...] = (*RETRYABLE, ResponseError, RedisClusterException)
 INBOX_BATCH = 512
 STATISTICS_SCAN_LIMIT = 1000
 SHARD_CACHE_SIZE = 65536
@@ -96,9 +108,24 @@ class _CoreLoop(LoopResources):
         self.settle: dict[tuple[int, str], Settle] = {}
         self.flush_task: asyncio.Task[None] | None = None
         self.settle_lock = asyncio.Lock()
+        self.poppers = PopperPool()
+        self.node_servers: dict[str, aioredis.Redis] = {}
+
+    def node_server(self, spec: HostSpec) -> aioredis.Redis:
+        """A plain client of one cluster node (for blocking pops), kept for this loop."""
+        server = self.node_servers.get(spec.description)
+        if server is None:
+            client = spec.make_client()
+            assert isinstance(client, aioredis.Redis)
+            server = self.node_servers[spec.description] = client
+        return server
 
     async def before_close(self) -> None:
         try:
+            await self.poppers.aclose()
+            servers, self.node_servers = list(self.node_servers.values()), {}
+            for server in servers:
+                await server.aclose()
             await self.layer._return_buffered(self)
             await self.layer._flush_settle(self)
         except RETRYABLE:
@@ -356,26 +383,50 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def _read_inbox(self, resources: _CoreLoop, inbox: Inbox) -> None:
         shard = self.shard_of(inbox.nonlocal_name)
-        client, base = self._client(resources, shard)
+        _, base = self._client(resources, shard)
         key = f"{base}:c:{inbox.nonlocal_name}"
+        command = ("BLMPOP", self._block_seconds(), "1", key, "LEFT", "COUNT", str(INBOX_BATCH))
+
         backoff = Backoff()
         swept = resources.loop.time()
-        while not resources.closed:
-            try:
-                popped = await client.blmpop(
-                    self.blocking_timeout, 1, key, direction="LEFT", count=INBOX_BATCH
-                )
-            except RETRYABLE:
+        popper: BlockingPopper | None = None
+        try:
+            while not resources.closed:
+                try:
+                    server = self._server_of(resources, shard, key)
+                    popper = popper or resources.poppers.acquire(server)
+                    popped = await popper.pop(_taken, *command)
+                except _POP_ERRORS:
+                    raise_if_cancelling()
+                    _discard(popper)
+                    popper = None
+                    await backoff.wait()
+                    continue
                 raise_if_cancelling()
-                await backoff.wait()
-                continue
-            raise_if_cancelling()
-            backoff.reset()
-            if popped:
-                self._dispatch_inbox(resources, inbox, cast(list[bytes], popped[1]))
-            if not popped or resources.loop.time() - swept >= self.blocking_timeout:
-                self._sweep_inbox(resources, inbox)
-                swept = resources.loop.time()
+                backoff.reset()
+                if popped:
+                    self._dispatch_inbox(resources, inbox, cast(list[bytes], popped[1]))
+                if not popped or resources.loop.time() - swept >= self.blocking_timeout:
+                    self._sweep_inbox(resources, inbox)
+                    swept = resources.loop.time()
+        finally:
+            if popper is not None:
+                resources.poppers.release(popper)
+
+    def _block_seconds(self) -> str:
+        return f"{self.blocking_timeout:g}"
+
+    def _server_of(self, resources: _CoreLoop, shard: int, key: str) -> aioredis.Redis:
+        """The plain client of the server holding ``key`` (on a cluster, a client of the node
+        serving its slot, kept for this loop)."""
+        client, _ = self._client(resources, shard)
+        if not isinstance(client, RedisCluster):
+            return client
+        node = client.get_node_from_key(key)
+        if node is None:
+            raise RedisConnectionError(f"no cluster node known for {key!r}")
+        spec = self.hosts[self._shards[shard][0]].pubsub_node((node.host, int(node.port)))
+        return resources.node_server(spec)
 
     def _dispatch_inbox(self, resources: _CoreLoop, inbox: Inbox, elements: list[bytes]) -> None:
         now = now_ms()
@@ -421,7 +472,7 @@ class RedisChannelLayer(BaseChannelLayer):
             reader.task = resources.spawn(self._read_queue(resources, reader))
 
     async def _hand_over_popped(
-        self, client: AnyRedis, key: str, reader: QueueReader, element: bytes
+        self, popper: BlockingPopper, key: str, reader: QueueReader, element: bytes
     ) -> None:
         """Give a popped element to a waiting receive; when every receive left while the
         BLPOP was out, push it back to the head of the list, so it stays in Redis for any
@@ -432,27 +483,39 @@ class RedisChannelLayer(BaseChannelLayer):
             return
         if not reader.mailbox.has_waiters():
             try:
-                await client.lpush(key, element)
+                await popper.push_back(key, [element])
                 return
             except RETRYABLE:
                 pass
         reader.mailbox.deliver((expires, payload, False))
 
     async def _read_queue(self, resources: _CoreLoop, reader: QueueReader) -> None:
-        client, base = self._client(resources, self.shard_of(reader.channel))
+        shard = self.shard_of(reader.channel)
+        _, base = self._client(resources, shard)
         key = f"{base}:c:{reader.channel}"
+        command = ("BLPOP", key, self._block_seconds())
+
         backoff = Backoff()
-        while reader.mailbox.has_waiters() and not resources.closed:
-            try:
-                popped = await client.blpop([key], timeout=self.blocking_timeout)
-            except RETRYABLE:
+        popper: BlockingPopper | None = None
+        try:
+            while reader.mailbox.has_waiters() and not resources.closed:
+                try:
+                    server = self._server_of(resources, shard, key)
+                    popper = popper or resources.poppers.acquire(server)
+                    popped = await popper.pop(_taken, *command)
+                except _POP_ERRORS:
+                    raise_if_cancelling()
+                    _discard(popper)
+                    popper = None
+                    await backoff.wait()
+                    continue
                 raise_if_cancelling()
-                await backoff.wait()
-                continue
-            raise_if_cancelling()
-            backoff.reset()
-            if popped:
-                await self._hand_over_popped(client, key, reader, cast(bytes, popped[1]))
+                backoff.reset()
+                if popped:
+                    await self._hand_over_popped(popper, key, reader, cast(bytes, popped[1]))
+        finally:
+            if popper is not None:
+                resources.poppers.release(popper)
         if not reader.mailbox.items and resources.readers.get(reader.channel) is reader:
             del resources.readers[reader.channel]
 
@@ -647,41 +710,54 @@ class RedisChannelLayer(BaseChannelLayer):
 
     # ------------------------------------------------------------------ statistics
 
-    async def global_statistics(self) -> dict[str, int]:
-        """``messages_count`` (accepted sends) and ``channel_full_count`` over all shards."""
+    async def global_statistics(self) -> Statistics:
+        """Counters over all shards, one script call per shard (in parallel). Pending messages
+        and their age are per channel only (``messages_pending`` and ``messages_max_age`` are
+        not in the answer): Redis keeps no cheap total of every list."""
         return await self._bridged(self._global_statistics)
 
-    async def _global_statistics(self) -> dict[str, int]:
+    async def _global_statistics(self) -> Statistics:
         resources = await self._resources()
-        totals = {"messages_count": 0, "channel_full_count": 0}
+        now = now_ms()
+        calls = []
         for shard in range(self.shard_count):
             client, base = self._client(resources, shard)
-            count, full = await self._retry(_bind_hmget(client, f"{base}:s"))
-            totals["messages_count"] += int(count or 0)
-            totals["channel_full_count"] += int(full or 0)
-        return totals
+            keys: list[str] = [f"{base}:s"]
+            args: list[str | bytes | int] = [base, now]
+            calls.append(self._retry(_bind(_GLOBAL_STATISTICS, client, keys, args)))
+        totals = [0, 0, 0, 0]
+        for answer in await asyncio.gather(*calls):
+            for index, value in enumerate(answer):
+                totals[index] += int(value)
+        return {
+            "messages_count": totals[0],
+            "messages_count_per_second": totals[2],
+            "channel_full_count": totals[1],
+            "channel_full_count_per_second": totals[3],
+        }
 
-    async def channel_statistics(self, channel: str) -> dict[str, float]:
-        """``messages_count``, ``messages_pending``, ``messages_max_age`` (s),
-        ``channel_full_count`` of one channel."""
+    async def channel_statistics(self, channel: str) -> Statistics:
+        """``messages_count`` (in the last one to two hours), ``messages_pending``,
+        ``messages_max_age`` (s), ``channel_full_count`` and the last second's rates of one
+        channel: one script call."""
         self.require_valid_channel_name(channel)
         return await self._bridged(lambda: self._channel_statistics(channel))
 
-    async def _channel_statistics(self, channel: str) -> dict[str, float]:
+    async def _channel_statistics(self, channel: str) -> Statistics:
         resources = await self._resources()
         client, base = self._client(resources, self.shard_of(channel))
         nonlocal_name, suffix = _split_local(channel) if "!" in channel else (channel, "")
         keys = [f"{base}:c:{nonlocal_name}", f"{base}:n:{nonlocal_name}"]
         args: list[str | bytes | int] = [now_ms(), suffix, base, channel, STATISTICS_SCAN_LIMIT]
-        count, full, pending, oldest = await self._retry(lambda: _STATISTICS(client, keys, args))
-        oldest = self._oldest_buffered(resources, channel, int(oldest))
+        answer = await self._retry(lambda: _STATISTICS(client, keys, args))
+        count, full, pending, oldest, count_rate, full_rate = (int(value) for value in answer)
+        oldest = self._oldest_buffered(resources, channel, oldest)
         age = max(0.0, (now_ms() - (oldest - self._ttls()[0])) / 1000) if oldest > 0 else 0.0
-        return {
-            "messages_count": int(count),
-            "messages_pending": int(pending) + self._buffered_count(resources, channel),
-            "messages_max_age": age,
-            "channel_full_count": int(full),
-        }
+        return statistics_of(
+            (count, count_rate, full, full_rate),
+            pending + self._buffered_count(resources, channel),
+            age,
+        )
 
     def _buffered_mailbox(self, resources: _CoreLoop, channel: str) -> Mailbox | None:
         if "!" in channel:
@@ -715,12 +791,18 @@ def _bind(
     return call
 
 
-def _bind_hmget(client: AnyRedis, key: str) -> Callable[[], Awaitable[list[Any]]]:
-    async def call() -> list[Any]:
-        values: list[Any] = await client.hmget(key, ["count", "full"])
-        return values
+def _taken(reply: Any) -> tuple[str, list[bytes]]:
+    """The key and elements of a BLPOP (``[key, element]``) or BLMPOP (``[key, [elements]]``)
+    reply."""
+    key, popped = reply
+    elements = popped if isinstance(popped, list) else [popped]
+    return key.decode() if isinstance(key, bytes) else str(key), elements
 
-    return call
+
+def _discard(popper: BlockingPopper | None) -> None:
+    """Forget a popper whose connection failed (the next one reconnects, maybe elsewhere)."""
+    if popper is not None:
+        popper.abort()
 
 
 def _split_local(channel: str) -> tuple[str, str]:

@@ -17,6 +17,8 @@ prefix. Below ``B`` is that tag:
   and fills their queues in one round trip, joining each process's suffixes in C;
 * ``B:sc:<hour>`` / ``B:sf:<hour>`` -- hashes ``channel -> messages accepted / refused`` in
   that hour (statistics; kept two hours), ``B:s`` the shard's totals ``count``/``full``;
+  ``B:rsc:<second>`` / ``B:rsf:<second>`` the same counted per second (field ``*`` the shard's
+  total, other fields channels; kept three seconds) for the per-second rates;
 * ``B:d:<id>`` -- a short-lived marker that makes a retried send idempotent.
 
 Elements
@@ -32,6 +34,7 @@ which also reports their statistics back in batches (``SETTLE``).
 from __future__ import annotations
 
 __all__ = [
+    "GLOBAL_STATISTICS",
     "GROUP_ADD",
     "GROUP_ADD_LOCAL",
     "GROUP_DISCARD_LOCAL",
@@ -62,12 +65,22 @@ local function stats_key(base, kind, now)
   local key = base .. ':' .. kind .. ':' .. math.floor(now / 3600000)
   return key
 end
+-- Per-second counters ('B:rsc:<second>' accepted, 'B:rsf:<second>' refused; field '*' the
+-- shard's total, other fields channels), kept three seconds: the rates of the last second.
+local function count_second(base, kind, now, field, amount)
+  local key = base .. ':r' .. kind .. ':' .. math.floor(now / 1000)
+  if redis.call('HINCRBY', key, field, amount) == amount then
+    redis.call('PEXPIRE', key, 3000)
+  end
+end
 local function count_channel(base, kind, now, channel, per_channel)
+  count_second(base, kind, now, '*', 1)
   if per_channel == '1' then
     local key = stats_key(base, kind, now)
     if redis.call('HINCRBY', key, channel, 1) == 1 then
       redis.call('PEXPIRE', key, 7200000)
     end
+    count_second(base, kind, now, channel, 1)
   end
 end
 """
@@ -148,7 +161,11 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   else
     full = full + 1
   end
-  if per_channel == '1' then redis.call('HINCRBY', field_key, channel, 1) end
+  if per_channel == '1' then
+    redis.call('HINCRBY', field_key, channel, 1)
+    if field_key == accepted_key then count_second(base, 'sc', now, channel, 1)
+    else count_second(base, 'sf', now, channel, 1) end
+  end
 end
 -- process-local channels: one inbox element per process naming all its member channels
 -- (capacity and statistics of these are the receiving process's job)
@@ -171,8 +188,14 @@ if per_channel == '1' then
   if sent > 0 then redis.call('PEXPIRE', accepted_key, 7200000) end
   if full > 0 then redis.call('PEXPIRE', refused_key, 7200000) end
 end
-if sent > 0 then redis.call('HINCRBY', KEYS[3], 'count', sent) end
-if full > 0 then redis.call('HINCRBY', KEYS[3], 'full', full) end
+if sent > 0 then
+  redis.call('HINCRBY', KEYS[3], 'count', sent)
+  count_second(base, 'sc', now, '*', sent)
+end
+if full > 0 then
+  redis.call('HINCRBY', KEYS[3], 'full', full)
+  count_second(base, 'sf', now, '*', full)
+end
 return {sent, full, inboxes}
 """
 )
@@ -201,7 +224,9 @@ if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('ZREM', KEYS[1], ARGV[2]) e
 return 0
 """
 
-SETTLE = """
+SETTLE = (
+    _TRIM_EXPIRED
+    + """
 -- What a receiving process reports back in one batch for one of its inboxes.
 -- KEYS: pending counts, shard totals
 -- ARGV: taken direct-send suffixes (csv; lowers pending counts), key base, now ms, inbox
@@ -221,7 +246,10 @@ if ARGV[7] == '1' then
   local hour = math.floor(tonumber(ARGV[3]) / 3600000)
   for kind, csv in pairs({sc = ARGV[5], sf = ARGV[6]}) do
     local key = ARGV[2] .. ':' .. kind .. ':' .. hour
-    each(csv, function(suffix, amount) redis.call('HINCRBY', key, ARGV[4] .. suffix, amount) end)
+    each(csv, function(suffix, amount)
+      redis.call('HINCRBY', key, ARGV[4] .. suffix, amount)
+      count_second(ARGV[2], kind, tonumber(ARGV[3]), ARGV[4] .. suffix, amount)
+    end)
     if csv ~= '' then redis.call('PEXPIRE', key, 7200000) end
   end
 end
@@ -229,10 +257,14 @@ for field, csv in pairs({count = ARGV[5], full = ARGV[6]}) do
   if csv ~= '' then
     local _, commas = string.gsub(csv, ',', '')
     redis.call('HINCRBY', KEYS[2], field, commas + 1)
+    local kind = 'sc'
+    if field == 'full' then kind = 'sf' end
+    count_second(ARGV[2], kind, tonumber(ARGV[3]), '*', commas + 1)
   end
 end
 return 0
 """
+)
 
 STATISTICS = (
     _TRIM_EXPIRED
@@ -250,12 +282,17 @@ local function window_sum(kind)
   return total
 end
 local accepted, refused = window_sum('sc'), window_sum('sf')
+local last_second = math.floor(now / 1000) - 1
+local function last_second_of(kind)
+  return tonumber(redis.call('HGET', base .. ':r' .. kind .. ':' .. last_second, channel) or '0')
+end
+local per_second = {last_second_of('sc'), last_second_of('sf')}
 if ARGV[2] == '' and not string.find(channel, '!', 1, true) then
   trim_expired(KEYS[1], now)
   local head = redis.call('LINDEX', KEYS[1], 0)
   local oldest = -1
   if head then oldest = tonumber(string.sub(head, 1, 13)) end
-  return {accepted, refused, redis.call('LLEN', KEYS[1]), oldest}
+  return {accepted, refused, redis.call('LLEN', KEYS[1]), oldest, per_second[1], per_second[2]}
 end
 local pending = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
 local oldest = -1
@@ -267,9 +304,22 @@ for _, element in ipairs(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[5]))) do
     break
   end
 end
-return {accepted, refused, pending, oldest}
+return {accepted, refused, pending, oldest, per_second[1], per_second[2]}
 """
 )
+
+GLOBAL_STATISTICS = """
+-- KEYS: shard totals
+-- ARGV: key base, now ms
+-- returns {accepted, refused, accepted last second, refused last second}
+local last_second = math.floor(tonumber(ARGV[2]) / 1000) - 1
+local function last_second_of(kind)
+  return tonumber(redis.call('HGET', ARGV[1] .. ':r' .. kind .. ':' .. last_second, '*') or '0')
+end
+local totals = redis.call('HMGET', KEYS[1], 'count', 'full')
+return {tonumber(totals[1] or '0'), tonumber(totals[2] or '0'), last_second_of('sc'),
+  last_second_of('sf')}
+"""
 
 
 def format_element(expires_ms: int, payload: bytes, targets: str = "") -> bytes:

@@ -390,6 +390,10 @@ class RespConnection(asyncio.Protocol):
             self._abort()  # the peer does not take the last bytes: drop them
             await asyncio.shield(self.lost)
 
+    def abort(self) -> None:
+        """Drop the connection at once (pending calls fail with ConnectionError)."""
+        self._abort()
+
     def _abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
