@@ -1,0 +1,168 @@
+"""In-process delivery state of the RabbitMQ layer: mailboxes and statistics counters.
+
+A :class:`Mailbox` holds the messages that reached this process for one channel and the
+``receive()`` calls waiting for them. Consumers (the process queue's, and one per received
+worker channel) fill mailboxes; receivers take from them. A receiver only ever waits on a
+mailbox, so cancelling ``receive()`` cannot lose a message: one handed to a receiver that has
+just gone goes back to the front of the mailbox for the next ``receive()``.
+
+:class:`Statistics` counts accepted sends and ``ChannelFull`` refusals, in total and per
+channel, with per-second rates over the last :data:`RATE_WINDOW` seconds (one small deque of
+per-second buckets per counter, so counting costs O(1) and memory is bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import NamedTuple
+
+__all__ = ["RATE_WINDOW", "Item", "Mailbox", "RateCounter", "Statistics", "now_ms"]
+
+RATE_WINDOW = 10
+"""Seconds over which ``*_per_second`` statistics are averaged."""
+
+CHANNELS_TRACKED = 10_000
+"""Per-channel counters kept (least recently counted channels are forgotten first)."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Item(NamedTuple):
+    """A message waiting in this process."""
+
+    expires: int  # wall-clock ms
+    body: bytes
+    tag: int | None  # delivery tag to ack (worker channels), None when already settled
+    generation: int  # connection generation the tag belongs to
+
+
+class Mailbox:
+    """Messages for one channel waiting in this process, and the receivers waiting for them."""
+
+    __slots__ = ("items", "waiters")
+
+    def __init__(self) -> None:
+        self.items: deque[Item] = deque()
+        self.waiters: deque[asyncio.Future[Item]] = deque()
+
+    def deliver(self, item: Item) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        self.items.append(item)
+
+    def has_waiters(self) -> bool:
+        while self.waiters and self.waiters[0].done():
+            self.waiters.popleft()
+        return bool(self.waiters)
+
+    def idle(self) -> bool:
+        return not self.items and not self.has_waiters()
+
+    async def get(self, on_wait: Callable[[], None] | None = None) -> Item:
+        if self.items:
+            return self.items.popleft()
+        waiter: asyncio.Future[Item] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        if on_wait is not None:
+            on_wait()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.items.appendleft(waiter.result())
+            else:
+                waiter.cancel()
+            raise
+
+    def take_all(self) -> list[Item]:
+        items = list(self.items)
+        self.items.clear()
+        return items
+
+
+class RateCounter:
+    """A total and its per-second rate over the last :data:`RATE_WINDOW` whole seconds."""
+
+    __slots__ = ("buckets", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.buckets: deque[list[int]] = deque()  # [second, count]
+
+    def add(self, now: float, amount: int = 1) -> None:
+        self.total += amount
+        second = int(now)
+        buckets = self.buckets
+        if buckets and buckets[-1][0] == second:
+            buckets[-1][1] += amount
+            return
+        buckets.append([second, amount])
+        while buckets and buckets[0][0] <= second - RATE_WINDOW:
+            buckets.popleft()
+
+    def rate(self, now: float) -> float:
+        second = int(now)
+        recent = sum(count for start, count in self.buckets if start > second - RATE_WINDOW)
+        return recent / RATE_WINDOW
+
+
+class _ChannelCounters:
+    __slots__ = ("full", "messages")
+
+    def __init__(self) -> None:
+        self.messages = RateCounter()
+        self.full = RateCounter()
+
+
+class Statistics:
+    """What one layer instance counted: accepted messages and ChannelFull refusals."""
+
+    def __init__(self) -> None:
+        self.overall = _ChannelCounters()
+        self.channels: OrderedDict[str, _ChannelCounters] = OrderedDict()
+
+    def _of(self, channel: str) -> _ChannelCounters:
+        counters = self.channels.get(channel)
+        if counters is None:
+            counters = self.channels[channel] = _ChannelCounters()
+            if len(self.channels) > CHANNELS_TRACKED:
+                self.channels.popitem(last=False)
+        else:
+            self.channels.move_to_end(channel)
+        return counters
+
+    def accepted(self, channel: str | None, amount: int = 1) -> None:
+        now = time.monotonic()
+        self.overall.messages.add(now, amount)
+        if channel is not None:
+            self._of(channel).messages.add(now, amount)
+
+    def refused(self, channel: str) -> None:
+        now = time.monotonic()
+        self.overall.full.add(now)
+        self._of(channel).full.add(now)
+
+    def figures(self, channel: str | None) -> dict[str, float]:
+        """The counters of ``channel`` (``None``: of the whole instance) as statistics keys."""
+        counters = self.overall if channel is None else self.channels.get(channel)
+        if counters is None:
+            counters = _ChannelCounters()
+        now = time.monotonic()
+        return {
+            "messages_count": counters.messages.total,
+            "messages_count_per_second": counters.messages.rate(now),
+            "channel_full_count": counters.full.total,
+            "channel_full_count_per_second": counters.full.rate(now),
+        }
+
+    def clear(self) -> None:
+        self.overall = _ChannelCounters()
+        self.channels.clear()
