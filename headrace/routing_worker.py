@@ -24,7 +24,10 @@ handed a message in the same instant, the second waits for a thread in this proc
 and after, so a worker thread never reuses a broken or expired database connection. A
 consumer that raises is logged with its traceback and the worker goes on; ``DenyConnection``
 from a ``websocket.connect`` consumer closes the handshake (403), as in 1.x. Async consumers
-(coroutine functions) are run to completion in the consumer thread.
+(coroutine functions) are run to completion in the consumer thread. A consumer that raises
+``ConsumeLater`` has its held sends discarded and its message sent back to the end of its
+channel with ``__retries__`` counted up; past :attr:`RoutingWorker.max_retries` it is dropped
+with a warning, so a message that can never run cannot spin forever.
 
 *Stopping.* SIGTERM/SIGINT cancel the listeners, then :meth:`RoutingWorker.shutdown` waits for
 the consumers in flight (and any message taken in the cancelling instant) to finish; the
@@ -46,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from headrace._types import Message as ASGIMessage
 from headrace.asgi import backend_name
 from headrace.channel import held_sends
-from headrace.exceptions import DenyConnection
+from headrace.exceptions import ConsumeLater, DenyConnection
 from headrace.message import Message
 from headrace.worker import ChannelWorker
 
@@ -54,7 +57,7 @@ if TYPE_CHECKING:
     from headrace.asgi import AsgiChannelLayer
     from headrace.routing import Router
 
-__all__ = ["RoutingWorker", "WorkerThread", "select_channels"]
+__all__ = ["MAX_RETRIES", "RoutingWorker", "WorkerThread", "requeue", "select_channels"]
 
 logger = logging.getLogger("headrace.worker")
 
@@ -79,6 +82,26 @@ def select_channels(
             continue
         selected.append(channel)
     return selected
+
+
+MAX_RETRIES = 10
+
+
+def requeue(
+    layer: AsgiChannelLayer, channel: str, content: LayerMessage, max_retries: int = MAX_RETRIES
+) -> bool:
+    """Send a message back to the end of ``channel`` after ``ConsumeLater``, counting
+    ``__retries__``; past ``max_retries`` it is dropped with a warning (returns False)."""
+    retries = int(content.get("__retries__", 0)) + 1
+    if retries > max_retries:
+        logger.warning(
+            "Dropped a message on %r: its consumer asked to consume it later %d times",
+            channel,
+            max_retries,
+        )
+        return False
+    layer.send(channel, {**content, "__retries__": retries})
+    return True
 
 
 def consumer_name(consumer: Any) -> str:
@@ -113,6 +136,9 @@ class RoutingWorker(ChannelWorker):
     """Runs the Channels-1 consumers of ``router`` for the messages of ``channel_layer`` (the
     Channels-1 view). ``channels`` defaults to every channel the router names plus
     ``http.request``, filtered by ``only_channels`` / ``exclude_channels`` globs."""
+
+    max_retries = MAX_RETRIES
+    """How often one message may be put back by ``ConsumeLater`` before it is dropped."""
 
     def __init__(
         self,
@@ -243,8 +269,12 @@ class RoutingWorker(ChannelWorker):
         consumer, kwargs = match
         logger.debug("Dispatching a message on %r to %s", channel, consumer_name(consumer))
         try:
-            with held_sends():
-                self.call_consumer(consumer, message, kwargs)
+            with held_sends() as held:
+                try:
+                    self.call_consumer(consumer, message, kwargs)
+                except ConsumeLater:
+                    held.discard()
+                    self.consume_later(channel, content)
         except DenyConnection:
             self._deny(message)
         except Exception:
@@ -253,6 +283,10 @@ class RoutingWorker(ChannelWorker):
                 channel,
                 consumer_name(consumer),
             )
+
+    def consume_later(self, channel: str, content: LayerMessage) -> None:
+        """Put a message whose consumer raised ``ConsumeLater`` back on its channel."""
+        requeue(self.asgi_layer, channel, content, self.max_retries)
 
     def route(self, message: Message) -> tuple[Consumer, dict[str, Any]] | None:
         """The router's match; an unrouted ``http.request`` goes to the view consumer."""
