@@ -55,15 +55,19 @@ class BaseOriginValidator:
         self.func = func
 
     def __call__(self, message: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.run(self.func, message, *args, **kwargs)
+
+    def run(self, func: Callable[..., Any], message: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call ``func(message, ...)`` if the origin is valid, else deny the connection."""
         if not self.validate_origin(message, message_origin(message)):
             raise DenyConnection()
-        return self.func(message, *args, **kwargs)
+        return func(message, *args, **kwargs)
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        """Decorating a method binds like a function."""
+        """Decorating a method binds like a function: ``self.connect(message)`` works."""
         if instance is None:
             return self
-        return functools.partial(self.__call__, instance)
+        return functools.partial(self.run, functools.partial(self.func, instance))
 
     def validate_origin(self, message: Any, origin: SplitResult | None) -> bool:
         raise NotImplementedError(f"{type(self).__name__} must define validate_origin()")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import import_module
 from typing import Any
 from urllib.parse import quote
@@ -88,7 +90,7 @@ class Client:
 
     def _run(self, consumer: Any, message: Message, kwargs: dict[str, Any]) -> None:
         try:
-            with held_sends() as held:
+            with _keep_test_connection(), held_sends() as held:
                 try:
                     RoutingWorker.call_consumer(consumer, message, kwargs)
                 except ConsumeLater:
@@ -111,6 +113,23 @@ class Client:
 
     def join_group(self, group_name: str) -> None:
         Group(group_name, channel_layer=self.channel_layer).add(self.reply_channel)
+
+
+@contextmanager
+def _keep_test_connection() -> Iterator[None]:
+    """Django views send ``request_started``/``request_finished``, which close database
+    connections; inside a test's transaction that would close the test's own connection
+    (Django's test client disconnects the same handler)."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
 
 
 class HttpClient(Client):
