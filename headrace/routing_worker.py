@@ -11,7 +11,8 @@ the layer's :class:`~headrace.routing.Router` picks ``(consumer, kwargs)``, and
 :func:`~headrace.channel.held_sends` (its sends go out when it returns, unless
 ``immediately=True``). An ``http.request`` that no route claims goes to the Django view
 consumer (:class:`headrace.handler.ViewConsumer`), and ``http.request`` is always listened on,
-as Channels 1.x added its default route.
+as Channels 1.x added its default route; likewise a ``websocket.connect`` that no route claims
+is accepted, and listened on whenever the routing names a WebSocket channel.
 
 *At most one message per thread leaves the layer.* A listener receives only while a consumer
 thread is free; when the last thread becomes busy, the receives still waiting are cancelled
@@ -65,6 +66,22 @@ LayerMessage = dict[str, Any]
 Consumer = Callable[..., Any]
 
 HTTP_REQUEST = "http.request"
+WEBSOCKET_CONNECT = "websocket.connect"
+
+
+def default_channels(routed: Iterable[str]) -> set[str]:
+    """What a worker listens on: the routed channels, ``http.request`` (the Django views) and,
+    when any WebSocket channel is routed, ``websocket.connect`` (accepted when unrouted)."""
+    names = set(routed) | {HTTP_REQUEST}
+    if any(name.startswith("websocket.") for name in names):
+        names.add(WEBSOCKET_CONNECT)
+    return names
+
+
+def accept_connection(message: Message) -> None:
+    """The consumer of a ``websocket.connect`` no route claims: accept, as Channels 1.x did."""
+    if message.reply_channel is not None:
+        message.reply_channel.send({"accept": True})
 
 
 def select_channels(
@@ -153,7 +170,7 @@ class RoutingWorker(ChannelWorker):
     ) -> None:
         if threads < 1:
             raise ValueError(f"A worker needs at least one consumer thread, not {threads}")
-        names = set(router.channels) | {HTTP_REQUEST} if channels is None else set(channels)
+        names = default_channels(router.channels) if channels is None else set(channels)
         self.asgi_names = select_channels(names, only_channels, exclude_channels)
         if not self.asgi_names:
             raise ValueError(
@@ -289,7 +306,8 @@ class RoutingWorker(ChannelWorker):
         requeue(self.asgi_layer, channel, content, self.max_retries)
 
     def route(self, message: Message) -> tuple[Consumer, dict[str, Any]] | None:
-        """The router's match; an unrouted ``http.request`` goes to the view consumer."""
+        """The router's match; an unrouted ``http.request`` goes to the view consumer, an
+        unrouted ``websocket.connect`` is accepted (Channels 1.x did both)."""
         try:
             match = self.router.match(message)
         except Exception:
@@ -297,6 +315,8 @@ class RoutingWorker(ChannelWorker):
             return None
         if match is None and message.channel.name == HTTP_REQUEST:
             return self.view_consumer, {}
+        if match is None and message.channel.name == WEBSOCKET_CONNECT:
+            return accept_connection, {}
         return match
 
     @property

@@ -38,9 +38,16 @@ where the middleware above wraps an ASGI application.
 * ``channel_and_http_session`` does both and remembers the HTTP session key in the channel
   session on the first message, so later messages (which carry no cookies) get it too.
 * ``enforce_ordering`` runs a WebSocket's messages strictly in their ``order``: a message that
-  comes early is parked on ``__wait__.<reply channel with ! made ?>`` (a single-reader
-  channel) and sent back to its channel after the message before it ran. The next expected
-  order is kept in the channel session under ``__channels_next_order``.
+  comes early is parked on a single-reader wait channel of its own (``__wait__.<hash of the
+  reply channel>?<order>``) and a ``parked`` record is written to the channel session engine;
+  the process that finishes the message before it sees the record (a read that cannot miss,
+  unlike a non-blocking receive under load), claims it by creating a ``claimed`` record (only
+  one creator wins) and sends the message back to its channel. The next expected
+  order is kept in the channel session under ``__channels_next_order``. Before it is set,
+  order 1 may run too: the connect (order 0) always runs first, with or without the
+  decorator (Channels 1.x waited for a 0 that never came when only the receive consumer
+  was decorated, as in its own manual). What the consumer sends goes out before the next
+  order is released, so the replies of consecutive messages keep their order too.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from importlib import import_module
@@ -70,6 +78,8 @@ __all__ = [
 ]
 
 _SAMESITE_VALUES = ("strict", "lax", "none")
+
+logger = logging.getLogger("headrace.sessions")
 
 
 class CookieMiddleware:
@@ -446,19 +456,68 @@ def channel_and_http_session(func: Consumer1) -> Consumer1:
     return http_session(channel_session(remember_http_session))
 
 
-def _wait_channel(reply_channel: str) -> str:
-    return "__wait__." + reply_channel.replace("!", "?")
+def _wait_channel(reply_channel: str, order: int) -> str:
+    """The single-reader channel where message ``order`` of a connection waits its turn."""
+    digest = hashlib.sha1(reply_channel.encode("utf-8")).hexdigest()[:24]
+    return f"__wait__.{digest}?{order}"
 
 
-def _requeue_waiting(message: Any) -> None:
-    """Send every parked message of this connection back to the channel it came from."""
+def _marker(reply_channel: str, order: int, kind: str) -> Any:
+    """A record in the channel session engine: ``parked`` says message ``order`` waits on its
+    wait channel, ``claimed`` that one process is putting it back (created atomically)."""
+    key = channel_session_key(f"{reply_channel}|{kind}|{order}")
+    return channel_session_engine().SessionStore(session_key=key)
+
+
+def _create(record: Any) -> bool:
+    from django.contrib.sessions.backends.base import CreateError
+
+    try:
+        record.save(must_create=True)
+    except CreateError:
+        return False
+    return True
+
+
+def _park(message: Any, order: int) -> None:
+    """Put an early message on its wait channel, then record that it is there."""
     from headrace.exceptions import ChannelFull
 
+    reply_channel = message.reply_channel.name
+    wait_channel = _wait_channel(reply_channel, order)
+    content = dict(message.content, original_channel=message.channel.name)
+    try:
+        message.channel_layer.send(wait_channel, content)
+    except ChannelFull:
+        raise ChannelFull(
+            f"Cannot park an out-of-order message: {wait_channel!r} is full"
+        ) from None
+    _create(_marker(reply_channel, order, "parked"))
+
+
+def _release(message: Any, order: int) -> None:
+    """Send message ``order`` back to its channel if it is parked; of the processes that may
+    try at once (the one that finished the message before, the one that parked it), the one
+    that creates the ``claimed`` record does it."""
+    from headrace.exceptions import ChannelFull
+
+    reply_channel = message.reply_channel.name
+    parked = _marker(reply_channel, order, "parked")
+    if not parked.exists(parked.session_key):
+        return
+    claimed = _marker(reply_channel, order, "claimed")
+    if not _create(claimed):
+        return
     layer = message.channel_layer
-    wait_channel = _wait_channel(message.reply_channel.name)
-    while True:
-        channel, content = layer.receive([wait_channel], block=False)
-        if channel is None:
+    wait_channel = _wait_channel(reply_channel, order)
+    try:
+        # It was sent before the parked record was written: a blocking receive gets it.
+        for _attempt in range(3):
+            channel, content = layer.receive([wait_channel], block=True)
+            if channel is not None:
+                break
+        else:
+            logger.error("A parked message was not on %r; it is lost", wait_channel)
             return
         original = content.pop("original_channel")
         try:
@@ -467,24 +526,40 @@ def _requeue_waiting(message: Any) -> None:
             raise ChannelFull(
                 f"Cannot put a parked message back on {original!r}: the channel is full"
             ) from None
+    finally:
+        parked.delete()
+        claimed.delete()
 
 
-def _park(message: Any) -> None:
-    from headrace.exceptions import ChannelFull
+def _expected_order(message: Any, order: int) -> int:
+    """The order that may run now. Before any ordered message ran, that is 0, or 1 for a
+    message after the connect: a WebSocket sends nothing before its connect was answered,
+    so a connect consumer without ``@enforce_ordering`` (as in the manual) has run."""
+    expected = message.channel_session.get(_NEXT_ORDER)
+    if expected is not None:
+        return int(expected)
+    return 1 if order == 1 and message.channel.name != "websocket.connect" else 0
 
-    wait_channel = _wait_channel(message.reply_channel.name)
-    content = dict(message.content, original_channel=message.channel.name)
-    try:
-        message.channel_layer.send(wait_channel, content)
-    except ChannelFull:
-        raise ChannelFull(
-            f"Cannot park an out-of-order message: {wait_channel!r} is full"
-        ) from None
+
+def _wait_for_turn(message: Any, order: int, expected: int) -> None:
+    if order < expected:
+        logger.warning(
+            "Dropped message %d of %r: @enforce_ordering already ran it",
+            order,
+            message.reply_channel.name,
+        )
+        return
+    _park(message, order)
+    # The message before it may have finished while this one was being parked.
+    if order == message.channel_session.load().get(_NEXT_ORDER, 0):
+        _release(message, order)
 
 
 def _ordered(func: Consumer1) -> Consumer1:
     @functools.wraps(func)
     def inner(message: Any, *args: Any, **kwargs: Any) -> Any:
+        from headrace.channel import held_sends
+
         if "order" not in message.content:
             raise ValueError(
                 f"@enforce_ordering needs an 'order' key; the message on "
@@ -492,19 +567,20 @@ def _ordered(func: Consumer1) -> Consumer1:
             )
         order = int(message.content["order"])
         session = message.channel_session
-        if order != session.get(_NEXT_ORDER, 0):
-            _park(message)
-            # The message before it may have finished while this one was parked.
-            if order == session.load().get(_NEXT_ORDER, 0):
-                _requeue_waiting(message)
+        expected = _expected_order(message, order)
+        if order != expected:
+            _wait_for_turn(message, order, expected)
             return None
         try:
-            return func(message, *args, **kwargs)
+            # The consumer's own sends go out before the next message may run, so its
+            # replies cannot be overtaken by those of the message after it.
+            with held_sends():
+                return func(message, *args, **kwargs)
         finally:
             session[_NEXT_ORDER] = order + 1
             session.save()
             session.modified = False
-            _requeue_waiting(message)
+            _release(message, order + 1)
 
     return channel_session(inner)
 

@@ -32,7 +32,13 @@ from headrace.constants import DEFAULT_CHANNEL_LAYER
 from headrace.exceptions import ConsumeLater, DenyConnection
 from headrace.message import Message
 from headrace.routing import Router
-from headrace.routing_worker import HTTP_REQUEST, RoutingWorker, requeue
+from headrace.routing_worker import (
+    HTTP_REQUEST,
+    WEBSOCKET_CONNECT,
+    RoutingWorker,
+    accept_connection,
+    requeue,
+)
 from headrace.test.base import DEFAULT_TIMEOUT, next_message
 
 __all__ = ["Client", "HttpClient", "WSClient"]
@@ -86,6 +92,8 @@ class Client:
             from headrace.handler import ViewConsumer
 
             return ViewConsumer(), {}
+        if match is None and message.channel.name == WEBSOCKET_CONNECT:
+            return accept_connection, {}
         return match
 
     def _run(self, consumer: Any, message: Message, kwargs: dict[str, Any]) -> None:

@@ -126,13 +126,13 @@ class WebsocketConsumerTests(ChannelTestCase):
     def test_strict_ordering(self) -> None:
         with apply_routes([consumers.Ordered.as_route()]):
             client = WSClient()
-            client.send("websocket.receive", {"order": 1}, text="second", path="/")
-            client.send("websocket.receive", {"order": 0}, text="first", path="/")
+            client.send("websocket.receive", {"order": 2}, text="second", path="/")
+            client.send("websocket.receive", {"order": 1}, text="first", path="/")
             client.consume("websocket.receive")
             client.consume("websocket.receive")
             client.consume("websocket.receive")
-        self.assertEqual(client.receive(json=False), "#0:first")
-        self.assertEqual(client.receive(json=False), "#1:second")
+        self.assertEqual(client.receive(json=False), "#1:first")
+        self.assertEqual(client.receive(json=False), "#2:second")
 
     def test_slight_ordering_flag_is_refused(self) -> None:
         class Slight(WebsocketConsumer):

@@ -128,18 +128,39 @@ class HttpSessionTests(ChannelTestCase):
 class EnforceOrderingTests(ChannelTestCase):
     def test_out_of_order_messages_wait_for_their_turn(self) -> None:
         client = HttpClient()
-        client.send("websocket.receive", {"order": 1}, text="b", path="/ordered/")
-        client.send("websocket.receive", {"order": 2}, text="c", path="/ordered/")
-        client.send("websocket.receive", {"order": 0}, text="a", path="/ordered/")
+        client.send("websocket.receive", {"order": 2}, text="b", path="/ordered/")
+        client.send("websocket.receive", {"order": 3}, text="c", path="/ordered/")
+        client.send("websocket.receive", {"order": 1}, text="a", path="/ordered/")
         for _ in range(3):
             client.consume("websocket.receive")
-        # 1 and 2 were parked; 0 ran and put them back.
+        # 2 and 3 were parked; 1 (the first after the connect) ran and put them back.
         self.assertEqual(client.receive(json=False), "a")
         client.consume("websocket.receive")
         client.consume("websocket.receive")
         self.assertEqual(client.receive(json=False), "a,b")
         self.assertEqual(client.receive(json=False), "a,b,c")
         self.assertIsNone(client.receive())
+
+    def test_the_manuals_manual_orders(self) -> None:
+        client = HttpClient()
+        for order, text in ((0, "1"), (2, "2"), (1, "3")):
+            client.send("websocket.receive", {"order": order}, text=text, path="/ordered/")
+        for _ in range(4):
+            client.consume("websocket.receive")
+        replies = [client.receive(json=False) for _ in range(3)]
+        self.assertEqual(replies, ["1", "1,3", "1,3,2"])
+
+    def test_a_receive_waits_for_order_zero_on_the_connect_channel(self) -> None:
+        client = HttpClient()
+        with apply_routes([consumers.route("websocket.connect", consumers.ordered_echo)]):
+            client.send("websocket.connect", {"order": 1}, text="late", path="/")
+            client.consume("websocket.connect", check_accept=False)
+            self.assertIsNone(client.receive())
+            client.send("websocket.connect", {"order": 0}, text="first", path="/")
+            client.consume("websocket.connect", check_accept=False)
+            client.consume("websocket.connect", check_accept=False)
+        self.assertEqual(client.receive(json=False), "first")
+        self.assertEqual(client.receive(json=False), "first,late")
 
     def test_ordered_client_numbers_the_messages(self) -> None:
         client = HttpClient(ordered=True)
