@@ -14,19 +14,46 @@ they change the session in the scope and send Django's ``user_logged_in`` /
 ``user_logged_out`` signals (with ``request=None``). They do not save the session; an
 HTTP consumer's response saves it, a WebSocket consumer calls
 ``await headrace.sessions.save_session(self.scope)``.
+
+Channels 1.x decorators
+-----------------------
+The 1.x names decorate consumers called as ``consumer(message, **kwargs)`` and set
+``message.user`` with the same lookup: ``http_session_user`` from the HTTP session,
+``channel_session_user`` from the channel session, and ``channel_session_user_from_http``
+(for ``websocket.connect``) copies the login from the HTTP session into the channel session
+with ``transfer_user`` so the messages after the connect find it.
+``channel_and_http_session_user_from_http`` does that and keeps the HTTP session too.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from headrace._types import ASGIApp, Receive, Scope, Send
 from headrace.db import database_sync_to_async
 from headrace.middleware import BaseMiddleware
-from headrace.sessions import CookieMiddleware, SessionMiddleware
+from headrace.sessions import (
+    CookieMiddleware,
+    SessionMiddleware,
+    channel_and_http_session,
+    channel_session,
+    http_session,
+)
 
-__all__ = ["AuthMiddleware", "AuthMiddlewareStack", "get_user", "login", "logout"]
+__all__ = [
+    "AuthMiddleware",
+    "AuthMiddlewareStack",
+    "channel_and_http_session_user_from_http",
+    "channel_session_user",
+    "channel_session_user_from_http",
+    "get_user",
+    "http_session_user",
+    "login",
+    "logout",
+    "transfer_user",
+]
 
 _NO_SESSION = "Cannot find session in scope: wrap the application in SessionMiddleware"
 
@@ -191,3 +218,70 @@ class AuthMiddleware(BaseMiddleware):
 def AuthMiddlewareStack(inner: ASGIApp) -> ASGIApp:
     """``CookieMiddleware(SessionMiddleware(AuthMiddleware(inner)))``."""
     return CookieMiddleware(SessionMiddleware(AuthMiddleware(inner)))
+
+
+# ---------------------------------------------------------------------- Channels 1.x decorators
+
+Consumer1 = Callable[..., Any]
+
+
+def _user_of(session: Any) -> Any:
+    from django.contrib.auth.models import AnonymousUser
+
+    if session is None:
+        return AnonymousUser()
+    return _user_from_session(session) or AnonymousUser()
+
+
+def transfer_user(from_session: Any, to_session: Any) -> None:
+    """Copy the login (user id, backend, session hash) from one session to another."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    for key in (SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY):
+        if key in from_session:
+            to_session[key] = from_session[key]
+
+
+def channel_session_user(func: Consumer1) -> Consumer1:
+    """``channel_session`` plus ``message.user``, the user logged into the channel session."""
+
+    @functools.wraps(func)
+    def inner(message: Any, *args: Any, **kwargs: Any) -> Any:
+        message.user = _user_of(message.channel_session)
+        return func(message, *args, **kwargs)
+
+    return channel_session(inner)
+
+
+def http_session_user(func: Consumer1) -> Consumer1:
+    """``http_session`` plus ``message.user``, the user of the HTTP session (as
+    ``request.user`` would be), ``AnonymousUser`` without one."""
+
+    @functools.wraps(func)
+    def inner(message: Any, *args: Any, **kwargs: Any) -> Any:
+        message.user = _user_of(message.http_session)
+        return func(message, *args, **kwargs)
+
+    return http_session(inner)
+
+
+def _transfer_from_http(func: Consumer1) -> Consumer1:
+    @functools.wraps(func)
+    def inner(message: Any, *args: Any, **kwargs: Any) -> Any:
+        if message.http_session is not None:
+            transfer_user(message.http_session, message.channel_session)
+        return func(message, *args, **kwargs)
+
+    return inner
+
+
+def channel_session_user_from_http(func: Consumer1) -> Consumer1:
+    """For ``websocket.connect``: the HTTP session's user in ``message.user``, copied into the
+    channel session so later ``channel_session_user`` consumers see it."""
+    return http_session_user(channel_session(_transfer_from_http(func)))
+
+
+def channel_and_http_session_user_from_http(func: Consumer1) -> Consumer1:
+    """``channel_session_user_from_http`` that also keeps ``message.http_session`` for the
+    messages after the connect (``channel_and_http_session``)."""
+    return http_session_user(channel_and_http_session(_transfer_from_http(func)))

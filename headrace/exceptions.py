@@ -15,7 +15,8 @@ already catch (``ValueError``, ``TypeError``)::
         ├── ConsumerControl                         control flow raised inside consumers
         │   ├── StopConsumer                        end this application instance cleanly
         │   ├── AcceptConnection                    accept the WebSocket from a connect handler
-        │   └── DenyConnection                      reject the WebSocket from a connect handler
+        │   ├── DenyConnection                      reject the WebSocket from a connect handler
+        │   └── ConsumeLater                        (1.x) requeue the message, run it later
         ├── RequestAborted                          the client went away while sending the body
         │   └── RequestTimeout                      ... because it was too slow
         └── ServerError                             problems of the protocol server
@@ -32,6 +33,7 @@ __all__ = [
     "ChannelFull",
     "ChannelLayerError",
     "ConfigError",
+    "ConsumeLater",
     "ConsumerControl",
     "DenyConnection",
     "HeadraceError",
@@ -83,6 +85,11 @@ class AcceptConnection(ConsumerControl):
 
 class DenyConnection(ConsumerControl):
     """Raised in a ``websocket.connect`` handler to deny the connection."""
+
+
+class ConsumeLater(ConsumerControl):
+    """Raised by a Channels-1 consumer to have the worker put its message back at the end of
+    the channel it came from and run it again later (at most ten times)."""
 
 
 class RequestAborted(HeadraceError):

@@ -4,7 +4,9 @@ A message wraps the content dict received from a channel, the :class:`~headrace.
 it came from, its ``reply_channel`` (a Channel built from ``content["reply_channel"]``, or
 ``None`` when the message has none) and the Channels-1 layer view it was received through, so
 ``message.reply_channel.send(...)`` answers on the same layer. Reading keys works as on the
-content dict (``message["path"]``, ``message.get("text")``, ``message.keys()``).
+content dict (``message["path"]``, ``message.get("text")``, ``message.keys()``). The 1.x
+session decorators (:mod:`headrace.sessions`, :mod:`headrace.auth`) hang ``channel_session``,
+``http_session`` and ``user`` on it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,23 @@ __all__ = ["Message"]
 
 
 class Message:
-    """One received message: ``content``, ``channel``, ``reply_channel``, ``channel_layer``."""
+    """One received message: ``content``, ``channel``, ``reply_channel``, ``channel_layer``.
 
-    __slots__ = ("channel", "channel_layer", "content", "reply_channel")
+    The session decorators add ``channel_session``, ``http_session`` and ``user``; before they
+    ran, reading one raises ``AttributeError`` (so ``hasattr(message, "user")`` tells)."""
+
+    __slots__ = (
+        "channel",
+        "channel_layer",
+        "channel_session",
+        "content",
+        "http_session",
+        "reply_channel",
+        "user",
+    )
+    channel_session: Any
+    http_session: Any
+    user: Any
 
     def __init__(
         self, content: dict[str, Any], channel_name: str, channel_layer: AsgiChannelLayer

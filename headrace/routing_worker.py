@@ -14,7 +14,8 @@ awaiting the async backend directly. So a message costs two thread hand-offs (to
 thread and back), not four (sending from the consumer thread would go through the Channels-1
 view's own loop and back). An ``http.request`` that no route claims goes to the Django view
 consumer (:class:`headrace.handler.ViewConsumer`), and ``http.request`` is always listened on,
-as Channels 1.x added its default route.
+as Channels 1.x added its default route; likewise a ``websocket.connect`` that no route claims
+is accepted, and listened on whenever the routing names a WebSocket channel.
 
 *At most one message per thread leaves the layer.* A listener receives only while a consumer
 thread is free; once every thread has been busy for :data:`WITHDRAW_AFTER` (2 ms), the
@@ -30,7 +31,10 @@ message itself.
 and after, so a worker thread never reuses a broken or expired database connection. A
 consumer that raises is logged with its traceback and the worker goes on; ``DenyConnection``
 from a ``websocket.connect`` consumer closes the handshake (403), as in 1.x. Async consumers
-(coroutine functions) are run to completion in the consumer thread.
+(coroutine functions) are run to completion in the consumer thread. A consumer that raises
+``ConsumeLater`` has its held sends discarded and its message sent back to the end of its
+channel with ``__retries__`` counted up; past :attr:`RoutingWorker.max_retries` it is dropped
+with a warning, so a message that can never run cannot spin forever.
 
 *Stopping.* SIGTERM/SIGINT cancel the listeners, then :meth:`RoutingWorker.shutdown` waits for
 the consumers in flight (and any message taken in the cancelling instant) to finish; the
@@ -52,7 +56,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from headrace._types import Message as ASGIMessage
 from headrace.asgi import backend_name
 from headrace.channel import HeldSends, raise_first_failed_send, recorded_sends
-from headrace.exceptions import DenyConnection
+from headrace.exceptions import ConsumeLater, DenyConnection
 from headrace.message import Message
 from headrace.worker import ChannelWorker
 
@@ -60,7 +64,14 @@ if TYPE_CHECKING:
     from headrace.asgi import AsgiChannelLayer
     from headrace.routing import Router
 
-__all__ = ["ConsumerThreads", "RoutingWorker", "WorkerThread", "select_channels"]
+__all__ = [
+    "MAX_RETRIES",
+    "ConsumerThreads",
+    "RoutingWorker",
+    "WorkerThread",
+    "requeue",
+    "select_channels",
+]
 
 logger = logging.getLogger("headrace.worker")
 
@@ -69,6 +80,22 @@ LayerMessage = dict[str, Any]
 Consumer = Callable[..., Any]
 
 HTTP_REQUEST = "http.request"
+WEBSOCKET_CONNECT = "websocket.connect"
+
+
+def default_channels(routed: Iterable[str]) -> set[str]:
+    """What a worker listens on: the routed channels, ``http.request`` (the Django views) and,
+    when any WebSocket channel is routed, ``websocket.connect`` (accepted when unrouted)."""
+    names = set(routed) | {HTTP_REQUEST}
+    if any(name.startswith("websocket.") for name in names):
+        names.add(WEBSOCKET_CONNECT)
+    return names
+
+
+def accept_connection(message: Message) -> None:
+    """The consumer of a ``websocket.connect`` no route claims: accept, as Channels 1.x did."""
+    if message.reply_channel is not None:
+        message.reply_channel.send({"accept": True})
 
 WITHDRAW_AFTER = 0.002
 """Seconds every consumer thread may be busy before the waiting receives are given up: most
@@ -91,6 +118,26 @@ def select_channels(
             continue
         selected.append(channel)
     return selected
+
+
+MAX_RETRIES = 10
+
+
+def requeue(
+    layer: AsgiChannelLayer, channel: str, content: LayerMessage, max_retries: int = MAX_RETRIES
+) -> bool:
+    """Send a message back to the end of ``channel`` after ``ConsumeLater``, counting
+    ``__retries__``; past ``max_retries`` it is dropped with a warning (returns False)."""
+    retries = int(content.get("__retries__", 0)) + 1
+    if retries > max_retries:
+        logger.warning(
+            "Dropped a message on %r: its consumer asked to consume it later %d times",
+            channel,
+            max_retries,
+        )
+        return False
+    layer.send(channel, {**content, "__retries__": retries})
+    return True
 
 
 def consumer_name(consumer: Any) -> str:
@@ -130,6 +177,9 @@ class RoutingWorker(ChannelWorker):
     Channels-1 view). ``channels`` defaults to every channel the router names plus
     ``http.request``, filtered by ``only_channels`` / ``exclude_channels`` globs."""
 
+    max_retries = MAX_RETRIES
+    """How often one message may be put back by ``ConsumeLater`` before it is dropped."""
+
     def __init__(
         self,
         channel_layer: AsgiChannelLayer,
@@ -143,7 +193,7 @@ class RoutingWorker(ChannelWorker):
     ) -> None:
         if threads < 1:
             raise ValueError(f"A worker needs at least one consumer thread, not {threads}")
-        names = set(router.channels) | {HTTP_REQUEST} if channels is None else set(channels)
+        names = default_channels(router.channels) if channels is None else set(channels)
         self.asgi_names = select_channels(names, only_channels, exclude_channels)
         if not self.asgi_names:
             raise ValueError(
@@ -284,6 +334,9 @@ class RoutingWorker(ChannelWorker):
         with recorded_sends() as held:
             try:
                 self.call_consumer(consumer, message, kwargs)
+            except ConsumeLater:
+                held.discard()
+                self.consume_later(channel, content)
             except DenyConnection:
                 self._deny(message)
             except Exception:
@@ -294,8 +347,13 @@ class RoutingWorker(ChannelWorker):
                 )
         return held
 
+    def consume_later(self, channel: str, content: LayerMessage) -> None:
+        """Put a message whose consumer raised ``ConsumeLater`` back on its channel."""
+        requeue(self.asgi_layer, channel, content, self.max_retries)
+
     def route(self, message: Message) -> tuple[Consumer, dict[str, Any]] | None:
-        """The router's match; an unrouted ``http.request`` goes to the view consumer."""
+        """The router's match; an unrouted ``http.request`` goes to the view consumer, an
+        unrouted ``websocket.connect`` is accepted (Channels 1.x did both)."""
         try:
             match = self.router.match(message)
         except Exception:
@@ -303,6 +361,8 @@ class RoutingWorker(ChannelWorker):
             return None
         if match is None and message.channel.name == HTTP_REQUEST:
             return self.view_consumer, {}
+        if match is None and message.channel.name == WEBSOCKET_CONNECT:
+            return accept_connection, {}
         return match
 
     @property
