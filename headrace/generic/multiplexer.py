@@ -26,14 +26,17 @@ Channels 1.x's demultiplexer (which raised inside the consumer) become close cod
 reason logged and sent as the close reason (never a traceback):
 
 ======  ===================================================================
-code    meaning (class attribute)
+code    meaning (module constant)
 ======  ===================================================================
-1003    a binary frame (``close_code_binary``)
-1007    text that is not JSON (``close_code_bad_json``)
-4000    not an object with ``stream`` and ``payload`` (``close_code_bad_frame``)
-4001    ``payload`` is not an object (``close_code_payload_not_dict``)
-4002    ``stream`` names no application (``close_code_unknown_stream``)
+1003    a binary frame (``CLOSE_BINARY_FRAME``)
+1007    text that is not JSON (``CLOSE_BAD_JSON``)
+4000    not an object with ``stream`` and ``payload`` (``CLOSE_BAD_FRAME``)
+4001    ``payload`` is not an object (``CLOSE_PAYLOAD_NOT_DICT``)
+4002    ``stream`` names no application (``CLOSE_UNKNOWN_STREAM``)
 ======  ===================================================================
+
+:func:`read_stream_frame` and :func:`refuse_frame` are shared with
+:class:`headrace.binding.BindingConsumer`, which reads the same frames.
 
 A frame for a stream that has already closed is logged and dropped (the client may have sent
 it before the control frame reached it). When the socket closes, every open instance gets
@@ -46,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -53,7 +57,17 @@ from headrace._types import ASGIApp, Message
 from headrace.exceptions import StopConsumer
 from headrace.generic.websocket import AsyncJsonWebsocketConsumer
 
-__all__ = ["AsyncJsonWebsocketDemultiplexer", "StreamError"]
+__all__ = [
+    "CLOSE_BAD_FRAME",
+    "CLOSE_BAD_JSON",
+    "CLOSE_BINARY_FRAME",
+    "CLOSE_PAYLOAD_NOT_DICT",
+    "CLOSE_UNKNOWN_STREAM",
+    "AsyncJsonWebsocketDemultiplexer",
+    "StreamError",
+    "read_stream_frame",
+    "refuse_frame",
+]
 
 logger = logging.getLogger("headrace.multiplexer")
 
@@ -65,6 +79,44 @@ class StreamError(ValueError):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+CLOSE_BINARY_FRAME = 1003
+CLOSE_BAD_JSON = 1007
+CLOSE_BAD_FRAME = 4000
+CLOSE_PAYLOAD_NOT_DICT = 4001
+CLOSE_UNKNOWN_STREAM = 4002
+
+
+async def read_stream_frame(
+    consumer: AsyncJsonWebsocketConsumer, text_data: str | None, streams: Container[str]
+) -> tuple[str, dict[str, Any]]:
+    """``(stream, payload)`` of a client frame, or :class:`StreamError` with its close code."""
+    if text_data is None:
+        raise StreamError(CLOSE_BINARY_FRAME, "binary frames cannot be demultiplexed")
+    try:
+        frame = await consumer.decode_json(text_data)
+    except ValueError:
+        raise StreamError(CLOSE_BAD_JSON, "frame is not valid JSON") from None
+    if not isinstance(frame, dict) or "stream" not in frame or "payload" not in frame:
+        raise StreamError(CLOSE_BAD_FRAME, "invalid multiplexed frame (no stream/payload key)")
+    name, payload = frame["stream"], frame["payload"]
+    if not isinstance(payload, dict):
+        raise StreamError(CLOSE_PAYLOAD_NOT_DICT, "multiplexed payload is not a dict")
+    if not isinstance(name, str) or name not in streams:
+        raise StreamError(CLOSE_UNKNOWN_STREAM, "invalid multiplexed frame (stream not mapped)")
+    return name, payload
+
+
+async def refuse_frame(consumer: AsyncJsonWebsocketConsumer, error: StreamError) -> None:
+    """Log why a frame is refused and close the socket with its code and reason."""
+    logger.warning(
+        "closing multiplexed socket %s with %d: %s",
+        consumer.scope.get("path", "?"),
+        error.code,
+        error.reason,
+    )
+    await consumer.close(code=error.code, reason=error.reason)
 
 
 @dataclass
@@ -86,11 +138,6 @@ class AsyncJsonWebsocketDemultiplexer(AsyncJsonWebsocketConsumer):
     applications: ClassVar[dict[str, ASGIApp]] = {}
     stream_queue_size: ClassVar[int] = 64
     stream_close_timeout: ClassVar[float] = 10.0
-    close_code_binary: ClassVar[int] = 1003
-    close_code_bad_json: ClassVar[int] = 1007
-    close_code_bad_frame: ClassVar[int] = 4000
-    close_code_payload_not_dict: ClassVar[int] = 4001
-    close_code_unknown_stream: ClassVar[int] = 4002
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -122,37 +169,19 @@ class AsyncJsonWebsocketDemultiplexer(AsyncJsonWebsocketConsumer):
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
         try:
-            name, payload = await self._parse_frame(text_data)
-            await self.send_to_stream(name, payload)
+            name, payload = await read_stream_frame(self, text_data, self.applications)
         except StreamError as error:
-            await self._refuse(error)
+            if not self._closing:
+                self._closing = True
+                await refuse_frame(self, error)
+            return
+        await self.send_to_stream(name, payload)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         await self._stop_streams(message.get("code", 1005))
         await super().websocket_disconnect(message)
 
     # ------------------------------------------------------------------ client → streams
-
-    async def _parse_frame(self, text_data: str | None) -> tuple[str, dict[str, Any]]:
-        if text_data is None:
-            raise StreamError(self.close_code_binary, "binary frames cannot be demultiplexed")
-        try:
-            frame = await self.decode_json(text_data)
-        except ValueError:
-            raise StreamError(self.close_code_bad_json, "frame is not valid JSON") from None
-        if not isinstance(frame, dict) or "stream" not in frame or "payload" not in frame:
-            raise StreamError(
-                self.close_code_bad_frame,
-                "invalid multiplexed frame (no stream/payload key)",
-            )
-        name, payload = frame["stream"], frame["payload"]
-        if not isinstance(payload, dict):
-            raise StreamError(self.close_code_payload_not_dict, "multiplexed payload is not a dict")
-        if not isinstance(name, str) or name not in self.applications:
-            raise StreamError(
-                self.close_code_unknown_stream, "invalid multiplexed frame (stream not mapped)"
-            )
-        return name, payload
 
     async def send_to_stream(self, name: str, payload: dict[str, Any]) -> None:
         """Deliver ``payload`` to stream ``name`` as a ``websocket.receive``."""
@@ -162,17 +191,6 @@ class AsyncJsonWebsocketDemultiplexer(AsyncJsonWebsocketConsumer):
             return
         text = await self.encode_json(payload)
         await stream.inbox.put({"type": "websocket.receive", "text": text})
-
-    async def _refuse(self, error: StreamError) -> None:
-        logger.warning(
-            "closing multiplexed socket %s with %d: %s",
-            self.scope.get("path", "?"),
-            error.code,
-            error.reason,
-        )
-        if not self._closing:
-            self._closing = True
-            await self.close(code=error.code, reason=error.reason)
 
     # ------------------------------------------------------------------ streams → client
 

@@ -1,0 +1,48 @@
+"""The Django project of tests/live: cards bound to sockets, served by the real server.
+
+Each test run gets its own SQLite file (``LIVE_DB``) and layer prefix (``LIVE_PREFIX``);
+``LIVE_LAYER`` picks ``redis`` (default) or ``ipc``. The layer has a ``ROUTING`` (the 1.x
+side: the inbound 1.x binding and the delay tests); modern code shares the same layer.
+"""
+
+import os
+
+SECRET_KEY = "tests-only"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+INSTALLED_APPS = [
+    "headrace",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "tests.live.cards",
+]
+MIDDLEWARE: list[str] = []
+ROOT_URLCONF = "tests.live.site.urls"
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("LIVE_DB", "/tmp/headrace-live-default.sqlite3"),
+        "OPTIONS": {"timeout": 20},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+STATIC_URL = "/static/"
+STATIC_ROOT = os.environ.get("LIVE_STATIC_ROOT")
+
+_PREFIX = os.environ.get("LIVE_PREFIX", "live")
+if os.environ.get("LIVE_LAYER", "redis") == "ipc":
+    _LAYER = {"BACKEND": "headrace.layers.ipc.IPCChannelLayer", "CONFIG": {"prefix": _PREFIX}}
+else:
+    _LAYER = {
+        "BACKEND": "headrace.layers.redis.RedisChannelLayer",
+        "CONFIG": {"hosts": [("127.0.0.1", 6379)], "prefix": _PREFIX},
+    }
+CHANNEL_LAYERS = {"default": {**_LAYER, "ROUTING": "tests.live.site.routing.channel_routing"}}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"headrace": {"handlers": ["stderr"], "level": "INFO"}},
+}
