@@ -56,7 +56,7 @@ def inbound(view: AsgiChannelLayer, reply: str, payload: dict[str, Any]) -> None
 
 
 def test_inbound_create_update_and_refused_delete(site: Site, view: AsgiChannelLayer) -> None:
-    worker = run_manage(["-m", "django", "runworker"], env=site.env)
+    worker = run_manage(["-m", "django", "runworker"], env={**site.env, "LIVE_ROUTING": "1"})
     try:
         wait_for_log(worker, "Listening on http.request, websocket.receive")
         reply = view.new_channel("websocket.send!")

@@ -47,3 +47,25 @@ def card_update(request: HttpRequest, pk: int) -> JsonResponse:
 def card_delete(request: HttpRequest, pk: int) -> JsonResponse:
     Card.objects.get(pk=pk).delete()
     return JsonResponse({"pk": pk})
+
+
+BRIDGE_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>bridge</title></head><body>
+{loader}
+</body></html>"""
+
+CLASSIC = """<script src="/static/headrace/js/websocketbridge.js"></script>
+<script>
+window.Bridge = channels.WebSocketBridge; document.body.dataset.ready = "classic";
+</script>"""
+
+MODULE = """<script type="module">
+import { WebSocketBridge } from "/static/headrace/js/websocketbridge.mjs";
+window.Bridge = WebSocketBridge; document.body.dataset.ready = "module";
+</script>"""
+
+
+def bridge_page(request: HttpRequest, mode: str) -> HttpResponse:
+    """A page that loads the JavaScript client as a classic script or as an ES module."""
+    loader = CLASSIC if mode == "classic" else MODULE
+    return HttpResponse(BRIDGE_PAGE.format(loader=loader), content_type="text/html")

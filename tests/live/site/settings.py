@@ -1,8 +1,8 @@
 """The Django project of tests/live: cards bound to sockets, served by the real server.
 
 Each test run gets its own SQLite file (``LIVE_DB``) and layer prefix (``LIVE_PREFIX``);
-``LIVE_LAYER`` picks ``redis`` (default) or ``ipc``. The layer has a ``ROUTING`` (the 1.x
-side: the inbound 1.x binding and the delay tests); modern code shares the same layer.
+``LIVE_LAYER`` picks ``redis`` (default) or ``ipc``. With ``LIVE_ROUTING=1`` the layer has a
+``ROUTING`` (the 1.x side: the inbound 1.x binding through runworker).
 """
 
 import os
@@ -39,7 +39,10 @@ else:
         "BACKEND": "headrace.layers.redis.RedisChannelLayer",
         "CONFIG": {"hosts": [("127.0.0.1", 6379)], "prefix": _PREFIX},
     }
-CHANNEL_LAYERS = {"default": {**_LAYER, "ROUTING": "tests.live.site.routing.channel_routing"}}
+CHANNEL_LAYERS = {"default": _LAYER}
+if os.environ.get("LIVE_ROUTING") == "1":  # the Channels-1 side (runworker, 1.x runserver)
+    CHANNEL_LAYERS["default"]["ROUTING"] = "tests.live.site.routing.channel_routing"
+ASGI_APPLICATION = "tests.live.site.asgi.application"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

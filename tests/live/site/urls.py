@@ -8,4 +8,5 @@ urlpatterns = [
     path("cards/rollback/", views.card_create_rolled_back),
     path("cards/<int:pk>/", views.card_update),
     path("cards/<int:pk>/delete/", views.card_delete),
+    path("bridge/<str:mode>/", views.bridge_page),
 ]
