@@ -13,6 +13,7 @@ ALLOWED_HOSTS = ["*"]
 USE_TZ = True
 INSTALLED_APPS = [
     "headrace",
+    "headrace.delay",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.staticfiles",
@@ -33,11 +34,18 @@ STATIC_ROOT = os.environ.get("LIVE_STATIC_ROOT")
 
 _PREFIX = os.environ.get("LIVE_PREFIX", "live")
 if os.environ.get("LIVE_LAYER", "redis") == "ipc":
-    _LAYER = {"BACKEND": "headrace.layers.ipc.IPCChannelLayer", "CONFIG": {"prefix": _PREFIX}}
+    _LAYER = {
+        "BACKEND": "headrace.layers.ipc.IPCChannelLayer",
+        "CONFIG": {"prefix": _PREFIX, "channel_capacity": {"delayed.full": 1}},
+    }
 else:
     _LAYER = {
         "BACKEND": "headrace.layers.redis.RedisChannelLayer",
-        "CONFIG": {"hosts": [("127.0.0.1", 6379)], "prefix": _PREFIX},
+        "CONFIG": {
+            "hosts": [("127.0.0.1", 6379)],
+            "prefix": _PREFIX,
+            "channel_capacity": {"delayed.full": 1},
+        },
     }
 CHANNEL_LAYERS = {"default": _LAYER}
 if os.environ.get("LIVE_ROUTING") == "1":  # the Channels-1 side (runworker, 1.x runserver)
