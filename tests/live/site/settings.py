@@ -1,0 +1,59 @@
+"""The Django project of tests/live: cards bound to sockets, served by the real server.
+
+Each test run gets its own SQLite file (``LIVE_DB``) and layer prefix (``LIVE_PREFIX``);
+``LIVE_LAYER`` picks ``redis`` (default) or ``ipc``. With ``LIVE_ROUTING=1`` the layer has a
+``ROUTING`` (the 1.x side: the inbound 1.x binding through runworker).
+"""
+
+import os
+
+SECRET_KEY = "tests-only"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+INSTALLED_APPS = [
+    "headrace",
+    "headrace.delay",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "tests.live.cards",
+]
+MIDDLEWARE: list[str] = []
+ROOT_URLCONF = "tests.live.site.urls"
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("LIVE_DB", "/tmp/headrace-live-default.sqlite3"),
+        "OPTIONS": {"timeout": 20},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+STATIC_URL = "/static/"
+STATIC_ROOT = os.environ.get("LIVE_STATIC_ROOT")
+
+_PREFIX = os.environ.get("LIVE_PREFIX", "live")
+if os.environ.get("LIVE_LAYER", "redis") == "ipc":
+    _LAYER = {
+        "BACKEND": "headrace.layers.ipc.IPCChannelLayer",
+        "CONFIG": {"prefix": _PREFIX, "channel_capacity": {"delayed.full": 1}},
+    }
+else:
+    _LAYER = {
+        "BACKEND": "headrace.layers.redis.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [("127.0.0.1", 6379)],
+            "prefix": _PREFIX,
+            "channel_capacity": {"delayed.full": 1},
+        },
+    }
+CHANNEL_LAYERS = {"default": _LAYER}
+if os.environ.get("LIVE_ROUTING") == "1":  # the Channels-1 side (runworker, 1.x runserver)
+    CHANNEL_LAYERS["default"]["ROUTING"] = "tests.live.site.routing.channel_routing"
+ASGI_APPLICATION = "tests.live.site.asgi.application"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"headrace": {"handlers": ["stderr"], "level": "INFO"}},
+}
