@@ -271,8 +271,9 @@ class Binding(metaclass=BindingMetaclass):
     def _post_save(
         cls, sender: Any, instance: Any, created: bool = False, using: str | None = None, **_: Any
     ) -> None:
-        old = instance.__dict__.get(_OLD_GROUPS, {}).pop(cls, set())
-        cls._send_changes(instance, old, set(cls.group_names(instance)), using)
+        cls._send_changes(
+            instance, _pop_old_groups(instance, cls), set(cls.group_names(instance)), using
+        )
 
     @classmethod
     def _pre_delete(cls, sender: Any, instance: Any, **_: Any) -> None:
@@ -280,8 +281,7 @@ class Binding(metaclass=BindingMetaclass):
 
     @classmethod
     def _post_delete(cls, sender: Any, instance: Any, using: str | None = None, **_: Any) -> None:
-        old = instance.__dict__.get(_OLD_GROUPS, {}).pop(cls, set())
-        cls._send_changes(instance, old, set(), using)
+        cls._send_changes(instance, _pop_old_groups(instance, cls), set(), using)
 
     @classmethod
     def _send_changes(cls, instance: Any, old: set[str], new: set[str], using: str | None) -> None:
@@ -295,6 +295,16 @@ class Binding(metaclass=BindingMetaclass):
                 messages.extend((group, payload) for group in sorted(groups))
         if messages:
             transaction.on_commit(partial(binding.send_messages, messages), using, robust=True)
+
+
+def _pop_old_groups(instance: Any, binding: type[Binding]) -> set[str]:
+    """The groups recorded before the change (none when the pre-signal did not run), leaving
+    nothing behind on the instance."""
+    recorded: dict[type[Binding], set[str]] = instance.__dict__.get(_OLD_GROUPS, {})
+    old = recorded.pop(binding, set())
+    if not recorded:
+        instance.__dict__.pop(_OLD_GROUPS, None)
+    return old
 
 
 def _validation_messages(error: ValidationError) -> list[str]:

@@ -4,10 +4,15 @@ Theory of operation
 -------------------
 The consumer joins ``groups`` as usual (the groups your bindings' ``group_names`` return).
 Outbound, each ``binding.outbound`` layer message whose stream is one of its ``bindings`` is
-sent to the socket. Inbound, a frame for one of its bindings' streams is deserialised by that
-binding and applied with :meth:`~headrace.binding.base.Binding.apply_inbound` in a worker
-thread (``database_sync_to_async``), as ``scope["user"]`` (``AnonymousUser`` when there is no
-auth middleware). A payload with a ``request_id`` is answered on the same stream with
+sent to the socket: directly on a socket as the ``frame`` text the binding encoded once for
+every receiver, and without the per-message stale-database-connection cleanup (forwarding
+uses no database; that cleanup is a hop to the one sync thread, and with a thousand sockets
+watching a model it was most of the cost of a save).
+
+Inbound, a frame for one of its bindings' streams is deserialised by that binding and
+applied with :meth:`~headrace.binding.base.Binding.apply_inbound` in a worker thread
+(``database_sync_to_async``), as ``scope["user"]`` (``AnonymousUser`` when there is no auth
+middleware). A payload with a ``request_id`` is answered on the same stream with
 ``{"request_id", "action", "pk", "errors": [...]}`` (``pk`` is the new row's on create);
 without one, a refused action is logged.
 
@@ -21,11 +26,13 @@ mounting it under a name none of them uses is a configuration error, raised on c
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, ClassVar
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from headrace.binding.model_binding import ModelBinding
+from headrace._types import Message
+from headrace.binding.model_binding import OUTBOUND_TYPE, ModelBinding
 from headrace.db import database_sync_to_async
 from headrace.generic.multiplexer import StreamError, read_stream_frame, refuse_frame
 from headrace.generic.websocket import AsyncJsonWebsocketConsumer
@@ -86,8 +93,9 @@ class BindingConsumer(AsyncJsonWebsocketConsumer):
         """Apply one inbound payload with the binding of ``stream``; acknowledge it."""
         binding = self.streams[stream]()
         action, pk, data = binding.deserialize(payload)
-        user = self.scope.get("user") or await database_sync_to_async(_anonymous)()
-        pk, errors = await database_sync_to_async(binding.apply_inbound)(user, action, pk, data)
+        user = self.scope.get("user")  # maybe a lazy object: only touched in the thread
+        apply = partial(binding.apply_inbound, _user_or_anonymous(user), action, pk, data)
+        pk, errors = await database_sync_to_async(apply)()
         if "request_id" in payload:
             answer = {"request_id": payload["request_id"], "action": action, "pk": pk}
             await self.send_frame(stream, {**answer, "errors": errors})
@@ -96,9 +104,23 @@ class BindingConsumer(AsyncJsonWebsocketConsumer):
 
     # ------------------------------------------------------------------ outbound
 
+    async def dispatch(self, message: Message) -> None:
+        if message.get("type") == OUTBOUND_TYPE:
+            # Forwarding touches no database: skip the per-message stale-connection cleanup
+            # (a thread hop, shared by every consumer of the process) that dispatch() does.
+            await self.binding_outbound(dict(message))
+        else:
+            await super().dispatch(message)
+
     async def binding_outbound(self, event: dict[str, Any]) -> None:
-        if event.get("stream") in self.streams:
-            await self.send_frame(event["stream"], event["payload"])
+        stream = event.get("stream")
+        if stream not in self.streams:
+            return
+        frame = event.get("frame")
+        if frame is not None and not self.demultiplexed:
+            await self.send(text_data=frame)  # encoded once by the sender, for every socket
+        else:
+            await self.send_frame(stream, event["payload"])
 
     async def send_frame(self, stream: str, payload: dict[str, Any]) -> None:
         """Send ``payload`` on ``stream`` (bare when the demultiplexer wraps it)."""
@@ -113,7 +135,11 @@ class BindingConsumer(AsyncJsonWebsocketConsumer):
         return text
 
 
-def _anonymous() -> Any:
+def _user_or_anonymous(user: Any) -> Any:
+    """``scope["user"]`` as is (a lazy user is resolved in the worker thread, by the binding),
+    or ``AnonymousUser`` when no auth middleware set one."""
+    if user is not None:
+        return user
     from django.contrib.auth.models import AnonymousUser
 
     return AnonymousUser()

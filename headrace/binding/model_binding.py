@@ -1,8 +1,9 @@
 """``ModelBinding``: the data binding for modern consumers, sending through the channel layer.
 
 Each outbound change becomes one ``group_send`` per group of
-``{"type": "binding.outbound", "stream": stream, "payload": payload}`` on the layer named by
-``channel_layer_alias``; :class:`headrace.binding.BindingConsumer` turns it into the frame
+``{"type": "binding.outbound", "stream": stream, "payload": payload, "frame": text}`` on the
+layer named by ``channel_layer_alias`` (``frame``: the client's frame, encoded once here rather
+than once per receiving socket); :class:`headrace.binding.BindingConsumer` turns it into the frame
 ``{"stream", "payload"}``. The sends run after the commit (see :mod:`headrace.binding.base`),
 all the groups of one change in one hop to the event loop (``async_to_sync``).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync
+from django.core.serializers.json import DjangoJSONEncoder
 
 from headrace.binding.base import Binding, Outbound
 from headrace.constants import DEFAULT_CHANNEL_LAYER
@@ -43,7 +45,15 @@ class ModelBinding(Binding):
                 f"{type(self).__name__}: no channel layer {self.channel_layer_alias!r} "
                 "is configured (CHANNEL_LAYERS)"
             )
+        frames: dict[int, str] = {}  # one encoding per payload, shared by its groups
         for group, payload in messages:
-            await layer.group_send(
-                group, {"type": OUTBOUND_TYPE, "stream": self.stream, "payload": payload}
-            )
+            frame = frames.get(id(payload))
+            if frame is None:
+                frame = frames[id(payload)] = self.encode_frame(payload)
+            message = {"type": OUTBOUND_TYPE, "stream": self.stream, "payload": payload}
+            await layer.group_send(group, {**message, "frame": frame})
+
+    def encode_frame(self, payload: dict[str, Any]) -> str:
+        """The text frame ``{"stream", "payload"}`` a directly connected socket receives."""
+        text: str = DjangoJSONEncoder().encode({"stream": self.stream, "payload": payload})
+        return text

@@ -26,6 +26,7 @@ class Site:
     def __init__(self, tmp: Path, layer: str = "redis") -> None:
         if layer == "redis":
             require_service("Redis", "127.0.0.1", 6379)
+        self.layer = layer
         self.db = tmp / "live.sqlite3"
         self.prefix = "live" + uuid.uuid4().hex[:10]
         self.env = {

@@ -79,6 +79,17 @@ async function main() {
     await waitCount(modulePage, 'echo', 1);
     report.moduleEcho = await modulePage.evaluate(() => window.seen.echo[0]);
     report.echoCountClassic = await count(page, 'echo');
+    report.refusals = await page.evaluate(() => {
+      const unconnected = new window.Bridge({ maxQueue: 2 });
+      const caught = (fn) => { try { fn(); return null; } catch (error) { return error.message; } };
+      unconnected.send({ one: 1 });
+      unconnected.send({ two: 2 });
+      return {
+        queueFull: caught(() => unconnected.send({ three: 3 })),
+        unknownEvent: caught(() => unconnected.addEventListener('opened', () => {})),
+        queued: unconnected.queue.length,
+      };
+    });
   } catch (error) {
     report.error = String(error && error.stack || error);
   } finally {

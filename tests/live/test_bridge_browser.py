@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,29 +16,10 @@ import pytest
 
 from tests.conftest import free_port
 from tests.django.processes import REPO, ServerProcess
+from tests.live._browser import CHROMIUM, NODE_MODULES, require_browser_tools
 from tests.live._site import Site
 
-NODE_MODULES = REPO / ".test-tools" / "node_modules"
 SCRIPT = Path(__file__).with_name("bridge_e2e.js")
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-
-def require_browser_tools() -> str:
-    node = shutil.which("node")
-    missing = [
-        what
-        for what, present in (
-            ("node", node is not None),
-            (CHROMIUM, Path(CHROMIUM).exists()),
-            (str(NODE_MODULES / "playwright-core"), (NODE_MODULES / "playwright-core").is_dir()),
-        )
-        if not present
-    ]
-    if missing or node is None:
-        pytest.fail(
-            f"browser test tools missing ({', '.join(missing)}): run scripts/install-test-deps"
-        )
-    return node
 
 
 def runserver(site: Site, port: int) -> ServerProcess:
@@ -111,6 +91,12 @@ def test_bridge_in_chromium_survives_a_server_restart(tmp_path: Path) -> None:
     assert report["delays"] and all(0 < delay <= 1000 for delay in report["delays"])
     assert report["moduleEcho"] == {"payload": {"module": True}, "stream": "echo"}
     assert report["other"] == []
+    assert report["refusals"] == {
+        "queueFull": "WebSocketBridge: 2 frames already queued while disconnected",
+        "unknownEvent": 'WebSocketBridge: unknown event "opened" '
+        "(one of open, close, reconnecting, reconnect, error, message)",
+        "queued": 2,
+    }
 
 
 def test_collectstatic_ships_both_faces_of_the_client(tmp_path: Path) -> None:

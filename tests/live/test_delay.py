@@ -1,5 +1,5 @@
-"""The delay server (``manage.py rundelay``) as a subprocess on the Redis layer and a SQLite
-database: malformed messages skipped, pending messages surviving a SIGKILL and a restart,
+"""The delay server (``manage.py rundelay``) as a subprocess on the Redis and the IPC layer and
+a SQLite database: malformed messages skipped, pending messages surviving a SIGKILL and a restart,
 ``ChannelFull`` retried."""
 
 from __future__ import annotations
@@ -22,20 +22,28 @@ from tests.live._server import run_manage, wait_for_log
 from tests.live._site import Site
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Site:
-    site = Site(tmp_path)
+@pytest.fixture(params=["redis", "ipc"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
+    site = Site(tmp_path, layer=request.param)
     site.migrate()
     return site
 
 
 @pytest.fixture
 async def layer(site: Site) -> AsyncIterator[BaseChannelLayer]:
-    from headrace.layers.redis import RedisChannelLayer
+    """The test's own instance of the layer rundelay uses (same prefix, same capacities)."""
+    capacity = {"delayed.full": 1}
+    layer: BaseChannelLayer
+    if site.layer == "ipc":
+        from headrace.layers.ipc import IPCChannelLayer
 
-    layer = RedisChannelLayer(
-        hosts=[("127.0.0.1", 6379)], prefix=site.prefix, channel_capacity={"delayed.full": 1}
-    )
+        layer = IPCChannelLayer(prefix=site.prefix, channel_capacity=capacity)
+    else:
+        from headrace.layers.redis import RedisChannelLayer
+
+        layer = RedisChannelLayer(
+            hosts=[("127.0.0.1", 6379)], prefix=site.prefix, channel_capacity=capacity
+        )
     yield layer
     await layer.close()
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import require_service
 from tests.django.processes import REPO, start_server
-from tests.live.test_bridge_browser import CHROMIUM, NODE_MODULES, require_browser_tools
+from tests.live._browser import CHROMIUM, NODE_MODULES, require_browser_tools
 
 TODO_DIR = REPO / "examples" / "todo"
 SCRIPT = Path(__file__).with_name("todo_e2e.js")

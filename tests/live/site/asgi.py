@@ -10,17 +10,21 @@ django_application = get_asgi_application()
 
 from django.urls import path  # noqa: E402
 
+from headrace.auth import AuthMiddlewareStack  # noqa: E402
 from headrace.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from tests.live.cards.consumers import BoardCards, BoardMux  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        "websocket": URLRouter(
-            [
-                path("cards/<str:board>/", BoardCards.as_asgi()),
-                path("mux/<str:board>/", BoardMux.as_asgi()),
-            ]
+        # scope["user"] is a lazy user object: the binding must only resolve it in a thread.
+        "websocket": AuthMiddlewareStack(
+            URLRouter(
+                [
+                    path("cards/<str:board>/", BoardCards.as_asgi()),
+                    path("mux/<str:board>/", BoardMux.as_asgi()),
+                ]
+            )
         ),
     }
 )

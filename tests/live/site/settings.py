@@ -16,6 +16,7 @@ INSTALLED_APPS = [
     "headrace.delay",
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
     "django.contrib.staticfiles",
     "tests.live.cards",
 ]
