@@ -97,6 +97,7 @@ def accept_connection(message: Message) -> None:
     if message.reply_channel is not None:
         message.reply_channel.send({"accept": True})
 
+
 WITHDRAW_AFTER = 0.002
 """Seconds every consumer thread may be busy before the waiting receives are given up: most
 consumers finish sooner, and re-arming every listener per message would cost more than the

@@ -58,7 +58,7 @@ def inbound(view: AsgiChannelLayer, reply: str, payload: dict[str, Any]) -> None
 def test_inbound_create_update_and_refused_delete(site: Site, view: AsgiChannelLayer) -> None:
     worker = run_manage(["-m", "django", "runworker"], env={**site.env, "LIVE_ROUTING": "1"})
     try:
-        wait_for_log(worker, "Listening on http.request, websocket.receive")
+        wait_for_log(worker, "websocket.receive with")  # "Listening on <channels> with N thread(s)"
         reply = view.new_channel("websocket.send!")
         view.group_add("board1-one", reply)
 
