@@ -68,6 +68,8 @@ Statistics = dict[str, float]
 extension): ``messages_count``, ``messages_count_per_second``, ``messages_pending``,
 ``messages_max_age`` (seconds), ``channel_full_count``, ``channel_full_count_per_second``."""
 
+_monotonic = time.monotonic
+
 CHANNELS_COUNTED = 65536
 """How many channels :class:`LayerStatistics` keeps counters for (the oldest go first)."""
 
@@ -97,7 +99,7 @@ class Tally:
         self._second = 0
 
     def add(self, channel: str, count: int = 1) -> None:
-        second = int(time.monotonic())
+        second = int(_monotonic())
         if second != self._second:
             self._roll(second)
         self.total += count
