@@ -34,6 +34,7 @@ this contract.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import re
 import secrets
 import string
@@ -49,8 +50,8 @@ __all__ = [
     "CapacityPattern",
     "LayerMessage",
     "LayerStatistics",
-    "RateCounter",
     "Statistics",
+    "Tally",
     "statistics_of",
 ]
 
@@ -67,86 +68,96 @@ Statistics = dict[str, float]
 extension): ``messages_count``, ``messages_count_per_second``, ``messages_pending``,
 ``messages_max_age`` (seconds), ``channel_full_count``, ``channel_full_count_per_second``."""
 
+_monotonic = time.monotonic
+
 CHANNELS_COUNTED = 65536
 """How many channels :class:`LayerStatistics` keeps counters for (the oldest go first)."""
 
 
-class RateCounter:
-    """A total and the count of the last whole second: two integers and a second number."""
+class Tally:
+    """Counts by channel — in total, in the current second and in the second before — with
+    two dict updates per count (no objects per channel). The per-channel totals keep the
+    :data:`CHANNELS_COUNTED` channels counted first; older ones go when a second rolls over."""
 
-    __slots__ = ("_last", "_second", "_this", "total")
+    __slots__ = (
+        "_second",
+        "by_channel",
+        "last_second",
+        "last_total",
+        "this_second",
+        "this_total",
+        "total",
+    )
 
     def __init__(self) -> None:
         self.total = 0
+        self.this_total = 0
+        self.last_total = 0
+        self.by_channel: dict[str, int] = {}
+        self.this_second: dict[str, int] = {}
+        self.last_second: dict[str, int] = {}
         self._second = 0
-        self._this = 0
-        self._last = 0
 
-    def add(self, count: int, second: int) -> None:
+    def add(self, channel: str, count: int = 1) -> None:
+        second = int(_monotonic())
         if second != self._second:
-            self._last = self._this if second == self._second + 1 else 0
-            self._this = 0
-            self._second = second
-        self._this += count
+            self._roll(second)
         self.total += count
+        self.this_total += count
+        by_channel, this_second = self.by_channel, self.this_second
+        by_channel[channel] = by_channel.get(channel, 0) + count
+        this_second[channel] = this_second.get(channel, 0) + count
 
-    def per_second(self, second: int) -> int:
-        """How many were added in the second before ``second`` (the last whole second)."""
+    def _roll(self, second: int) -> None:
+        if second == self._second + 1:
+            self.last_second, self.last_total = self.this_second, self.this_total
+        else:
+            self.last_second, self.last_total = {}, 0
+        self.this_second, self.this_total = {}, 0
+        self._second = second
+        excess = len(self.by_channel) - CHANNELS_COUNTED
+        if excess > 0:
+            for channel in list(itertools.islice(self.by_channel, excess)):
+                del self.by_channel[channel]
+
+    def per_second(self, channel: str | None = None) -> int:
+        """How many were counted in the last whole second (for ``channel``, or in all)."""
+        second = int(time.monotonic())
         if second == self._second:
-            return self._last
-        return self._this if second == self._second + 1 else 0
+            counts, total = self.last_second, self.last_total
+        elif second == self._second + 1:
+            counts, total = self.this_second, self.this_total
+        else:
+            return 0
+        return total if channel is None else counts.get(channel, 0)
 
 
 class LayerStatistics:
     """Accepted and refused (``ChannelFull``) sends, in total and per channel, with their
-    per-second rates: O(1) per send, what the in-process backends (and the IPC hub) keep.
-    Per-channel counters are kept for the :data:`CHANNELS_COUNTED` most recently created."""
+    rates in the last whole second: what the in-process backends (and the IPC hub) keep.
+    ``accepted(channel)`` / ``refused(channel)`` are the tallies' bound ``add`` methods."""
 
-    __slots__ = ("channels", "full", "messages")
+    __slots__ = ("accepted", "full", "messages", "refused")
 
     def __init__(self) -> None:
-        self.messages = RateCounter()
-        self.full = RateCounter()
-        self.channels: dict[str, tuple[RateCounter, RateCounter]] = {}
-
-    def _of(self, channel: str) -> tuple[RateCounter, RateCounter]:
-        counters = self.channels.get(channel)
-        if counters is None:
-            if len(self.channels) >= CHANNELS_COUNTED:
-                del self.channels[next(iter(self.channels))]
-            counters = self.channels[channel] = (RateCounter(), RateCounter())
-        return counters
-
-    def accepted(self, channel: str, count: int = 1) -> None:
-        second = int(time.monotonic())
-        self.messages.add(count, second)
-        self._of(channel)[0].add(count, second)
-
-    def refused(self, channel: str, count: int = 1) -> None:
-        second = int(time.monotonic())
-        self.full.add(count, second)
-        self._of(channel)[1].add(count, second)
+        self.messages = Tally()
+        self.full = Tally()
+        self.accepted = self.messages.add
+        self.refused = self.full.add
 
     def global_counts(self) -> tuple[int, int, int, int]:
         """(messages, messages last second, full, full last second)."""
-        second = int(time.monotonic())
-        return (
-            self.messages.total,
-            self.messages.per_second(second),
-            self.full.total,
-            self.full.per_second(second),
-        )
+        messages, full = self.messages, self.full
+        return messages.total, messages.per_second(), full.total, full.per_second()
 
     def channel_counts(self, channel: str) -> tuple[int, int, int, int]:
-        counters = self.channels.get(channel)
-        if counters is None:
-            return (0, 0, 0, 0)
-        second = int(time.monotonic())
-        messages, full = counters
-        return (messages.total, messages.per_second(second), full.total, full.per_second(second))
-
-    def clear(self) -> None:
-        self.channels.clear()
+        messages, full = self.messages, self.full
+        return (
+            messages.by_channel.get(channel, 0),
+            messages.per_second(channel),
+            full.by_channel.get(channel, 0),
+            full.per_second(channel),
+        )
 
 
 def statistics_of(counts: tuple[int, int, int, int], pending: int, max_age: float) -> Statistics:
