@@ -354,7 +354,7 @@ def session_for_reply_channel(reply_channel: str) -> Any:
     """The channel session store of ``reply_channel`` (loaded, not yet created)."""
     key = channel_session_key(reply_channel)
     session = channel_session_engine().SessionStore(session_key=key)
-    session.load()
+    session._session  # noqa: B018  # load now (one read), as Django's own accessors do
     # Django's stores drop a key that does not exist yet on load; keep ours.
     session._session_key = key
     return session
