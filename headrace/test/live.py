@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -229,6 +230,9 @@ class ChannelLiveServerTestCase(TransactionTestCase):  # type: ignore[misc]  # D
     def _stop_children(cls) -> None:
         for child in reversed(getattr(cls, "_children", [])):
             child.stop()
+        folder = getattr(cls, "_folder", None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     @classmethod
     def process_logs(cls) -> str:
