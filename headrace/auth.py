@@ -55,12 +55,21 @@ __all__ = [
     "transfer_user",
 ]
 
-_NO_SESSION = "Cannot find session in scope: wrap the application in SessionMiddleware"
+# Channels' own messages: projects' tests compare them.
+_NO_SESSION = "Cannot find session in scope. You should wrap your consumer in SessionMiddleware."
+_LOGOUT_NO_SESSION = (
+    "Login cannot find session in scope. You should wrap your consumer in SessionMiddleware."
+)
+_NO_USER = "User must be passed as an argument or must be present in the scope."
+_SEVERAL_BACKENDS = (
+    "You have multiple authentication backends configured and therefore must provide the "
+    "`backend` argument or set the `backend` attribute on the user."
+)
 
 
-def _session(scope: Scope) -> Any:
+def _session(scope: Scope, missing: str = _NO_SESSION) -> Any:
     if "session" not in scope:
-        raise ValueError(_NO_SESSION)
+        raise ValueError(missing)
     return scope["session"]
 
 
@@ -109,10 +118,7 @@ def _backend_path(user: Any, backend: str | None) -> str:
         return str(user.backend)
     backends = _get_backends(return_tuples=True)
     if len(backends) != 1:
-        raise ValueError(
-            "You have several authentication backends configured: pass `backend` "
-            "or set the `backend` attribute on the user"
-        )
+        raise ValueError(_SEVERAL_BACKENDS)
     return str(backends[0][1])
 
 
@@ -130,7 +136,7 @@ def login(scope: Scope, user: Any, backend: str | None = None) -> None:
     session = _session(scope)
     user = user if user is not None else scope.get("user")
     if user is None:
-        raise ValueError("Pass the user to log in, or put it in scope['user']")
+        raise ValueError(_NO_USER)
     auth_hash = user.get_session_auth_hash() if hasattr(user, "get_session_auth_hash") else ""
     if SESSION_KEY in session:
         other_user = _session_user_id(session) != user.pk
@@ -155,7 +161,7 @@ def logout(scope: Scope) -> None:
     from django.contrib.auth import user_logged_out
     from django.contrib.auth.models import AnonymousUser
 
-    session = _session(scope)
+    session = _session(scope, _LOGOUT_NO_SESSION)
     user = scope.get("user")
     if user is not None and getattr(user, "is_authenticated", False):
         user_logged_out.send(sender=user.__class__, request=None, user=user)

@@ -47,6 +47,8 @@ from django.core import signals
 from django.core.handlers import base
 from django.urls import set_script_prefix
 
+from headrace.exceptions import RequestAborted, RequestTimeout
+
 __all__ = [
     "AsgiHandler",
     "AsgiRequest",
@@ -59,14 +61,6 @@ __all__ = [
 logger = logging.getLogger("headrace.request")
 
 ResponseMessage = dict[str, Any]
-
-
-class RequestTimeout(Exception):
-    """The rest of a request body did not arrive on its body channel in time."""
-
-
-class RequestAborted(Exception):
-    """The client went away while its request body was still being read."""
 
 
 class ResponseLater(Exception):  # the Channels 1.x name

@@ -58,6 +58,7 @@ from headrace.asgi import backend_name
 from headrace.channel import HeldSends, raise_first_failed_send, recorded_sends
 from headrace.exceptions import ConsumeLater, DenyConnection
 from headrace.message import Message
+from headrace.utils import name_that_thing
 from headrace.worker import ChannelWorker
 
 if TYPE_CHECKING:
@@ -143,11 +144,7 @@ def requeue(
 
 def consumer_name(consumer: Any) -> str:
     """A readable dotted name for a consumer in log lines."""
-    target = (
-        consumer if inspect.isroutine(consumer) or inspect.isclass(consumer) else type(consumer)
-    )
-    module = getattr(target, "__module__", "?")
-    return f"{module}.{getattr(target, '__qualname__', repr(target))}"
+    return name_that_thing(consumer)
 
 
 def close_old_connections() -> None:

@@ -5,7 +5,7 @@ Theory of operation
 ``CookieMiddleware`` parses the ``Cookie`` header(s) once into ``scope["cookies"]`` (the
 same dict Django puts in ``request.COOKIES``; several fields, as HTTP/2 clients send them,
 are joined first). Its class methods ``set_cookie`` and
-``delete_cookie`` append ``set-cookie`` headers to an ``http.response.start`` message.
+``delete_cookie`` append ``Set-Cookie`` headers to an ``http.response.start`` message.
 
 ``SessionMiddleware`` puts a lazy Django session in ``scope["session"]``: the session
 store is created from the cookie on the first access, so connections that never touch
@@ -110,10 +110,14 @@ class CookieMiddleware:
         httponly: bool | None = False,
         samesite: str | None = "lax",
     ) -> None:
-        """Append a ``set-cookie`` header to an ``http.response.start`` message.
+        """Append a ``Set-Cookie`` header to an ``http.response.start`` message (to its
+        ``headers`` list, created when missing), as Channels does.
 
         ``expires`` is a preformatted date string or a datetime (naive means UTC); a
         datetime is turned into ``max_age`` as Django's ``HttpResponse.set_cookie`` does.
+        ``samesite`` other than ``None`` must be ``"strict"``, ``"lax"`` or ``"none"`` (any
+        case); another string raises ``AssertionError``, another type (``False``)
+        ``AttributeError``, as in Channels, both naming the argument.
         """
         from django.http.cookie import SimpleCookie
         from django.utils.encoding import force_str
@@ -138,12 +142,22 @@ class CookieMiddleware:
             morsel["secure"] = True
         if httponly:
             morsel["httponly"] = True
-        if samesite:
+        if samesite is not None:
+            # Channels' exception types (and message), for tests that check them.
+            if not isinstance(samesite, str):
+                raise AttributeError(
+                    f"samesite must be 'strict', 'lax', 'none' or None, not {samesite!r}"
+                )
             if samesite.lower() not in _SAMESITE_VALUES:
-                raise ValueError("samesite must be 'strict', 'lax' or 'none'")
+                raise AssertionError("samesite must be either 'strict', 'lax' or 'none'")
             morsel["samesite"] = samesite
         header = morsel.output(header="").strip().encode("utf-8")
-        message["headers"] = [*message.get("headers", ()), (b"set-cookie", header)]
+        # Channels' header name casing, appended to the message's own list (a tuple of
+        # headers, which Channels cannot extend, becomes a list).
+        headers = message.setdefault("headers", [])
+        if not isinstance(headers, list):
+            headers = message["headers"] = list(headers)
+        headers.append((b"Set-Cookie", header))
 
     @classmethod
     def delete_cookie(
@@ -156,7 +170,7 @@ class CookieMiddleware:
             max_age=0,
             path=path,
             domain=domain,
-            expires="Thu, 01 Jan 1970 00:00:00 GMT",
+            expires="Thu, 01-Jan-1970 00:00:00 GMT",
         )
 
 
@@ -245,8 +259,8 @@ class InstanceSessionWrapper:
         if not (session.modified or settings.SESSION_SAVE_EVERY_REQUEST):
             return
         empty = session.is_empty()
-        if not empty:
-            await self.save_session()
+        # Saved even when empty, as Channels does (the cookie may not be deletable).
+        await self.save_session()
         if message["type"] not in self.cookie_response_message_types:
             return
         if empty:
@@ -277,9 +291,9 @@ class InstanceSessionWrapper:
             expires=expires,
             domain=settings.SESSION_COOKIE_DOMAIN,
             path=settings.SESSION_COOKIE_PATH,
-            secure=settings.SESSION_COOKIE_SECURE,
-            httponly=settings.SESSION_COOKIE_HTTPONLY,
-            samesite=settings.SESSION_COOKIE_SAMESITE or None,
+            secure=settings.SESSION_COOKIE_SECURE or None,
+            httponly=settings.SESSION_COOKIE_HTTPONLY or None,
+            samesite=settings.SESSION_COOKIE_SAMESITE,
         )
 
 
@@ -340,7 +354,7 @@ def session_for_reply_channel(reply_channel: str) -> Any:
     """The channel session store of ``reply_channel`` (loaded, not yet created)."""
     key = channel_session_key(reply_channel)
     session = channel_session_engine().SessionStore(session_key=key)
-    session.load()
+    session._session  # noqa: B018  # load now (one read), as Django's own accessors do
     # Django's stores drop a key that does not exist yet on load; keep ours.
     session._session_key = key
     return session

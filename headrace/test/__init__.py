@@ -4,8 +4,10 @@ equivalents are :mod:`headrace.testing`."""
 
 from headrace.test.base import ChannelTestCase, ChannelTestCaseMixin, apply_routes
 from headrace.test.http import Client, HttpClient, WSClient
+from headrace.test.live import ChannelLiveServerTestCase
 
 __all__ = [
+    "ChannelLiveServerTestCase",
     "ChannelTestCase",
     "ChannelTestCaseMixin",
     "Client",

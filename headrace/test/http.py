@@ -131,13 +131,16 @@ def _keep_test_connection() -> Iterator[None]:
     from django.core import signals
     from django.db import close_old_connections
 
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
+    disconnected = [
+        signal
+        for signal in (signals.request_started, signals.request_finished)
+        if signal.disconnect(close_old_connections)
+    ]
     try:
         yield
     finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
+        for signal in disconnected:
+            signal.connect(close_old_connections)
 
 
 class HttpClient(Client):

@@ -90,16 +90,23 @@ class ApplicationCommunicator:
         if self.future.done() and not self.future.cancelled():
             self.future.result()
 
+    def _raise_if_done(self) -> None:
+        """Its exception if the application failed, ``CancelledError`` if it was cancelled
+        (by an earlier ``receive_output`` timeout), as asgiref's communicator does."""
+        if self.future.done():
+            self.future.result()
+
     async def send_input(self, message: Message) -> None:
         """Give ``message`` to the application's ``receive``."""
-        self._raise_if_crashed()
+        self._raise_if_done()
         await self.input_queue.put(message)
 
     async def receive_output(self, timeout: float = 1) -> Message:
         """The next message the application sent; ``TimeoutError`` after ``timeout`` seconds
         (the application is then cancelled). If the application fails meanwhile, its
-        exception is raised at once instead of waiting for the timeout."""
-        self._raise_if_crashed()
+        exception is raised at once instead of waiting for the timeout; once the application
+        was cancelled, every later call raises ``CancelledError``."""
+        self._raise_if_done()
         if not self.output_queue.empty():
             return self.output_queue.get_nowait()
         getter = asyncio.ensure_future(self.output_queue.get())
@@ -244,7 +251,7 @@ class WebsocketCommunicator(ApplicationCommunicator):
         if spec_version:
             scope["spec_version"] = spec_version
         super().__init__(application, scope)
-        self.response_headers: HeaderList | None = None
+        self.response_headers: list[Any] | None = None
 
     async def connect(self, timeout: float = 1) -> tuple[bool, Any]:
         """Open the socket: ``(True, subprotocol)`` if accepted, ``(False, close code)`` if
@@ -257,7 +264,8 @@ class WebsocketCommunicator(ApplicationCommunicator):
             return (False, response.get("status"))
         if response["type"] != "websocket.accept":
             raise AssertionError(f"expected websocket.accept, got {response['type']!r}")
-        self.response_headers = [tuple(header) for header in response.get("headers", [])]
+        # As sent by the application (Channels keeps asgiref's message as it is).
+        self.response_headers = response.get("headers", [])
         return (True, response.get("subprotocol"))
 
     async def send_to(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -103,7 +103,7 @@ async def test_login_as_other_user_flushes_session(user_factory: Any) -> None:
 
 
 async def test_login_without_user_is_an_error() -> None:
-    with pytest.raises(ValueError, match="user"):
+    with pytest.raises(ValueError, match="User must be passed"):
         await login({"session": SessionStore()}, None)
 
 

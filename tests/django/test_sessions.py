@@ -22,7 +22,7 @@ from tests.django.asgi_helpers import ScopeRecorder, call, http_scope, websocket
 
 def set_cookies(messages: list[dict[str, Any]]) -> list[str]:
     start = next(m for m in messages if m["type"] == "http.response.start")
-    return [value.decode() for name, value in start.get("headers", []) if name == b"set-cookie"]
+    return [value.decode() for name, value in start.get("headers", []) if name == b"Set-Cookie"]
 
 
 def session_cookie_value(header: str) -> str:
@@ -73,7 +73,7 @@ def test_set_cookie_datetime_expiry_becomes_max_age() -> None:
 
 
 def test_set_cookie_rejects_bad_samesite() -> None:
-    with pytest.raises(ValueError, match="samesite"):
+    with pytest.raises(AssertionError, match="samesite"):
         CookieMiddleware.set_cookie({"type": "http.response.start"}, "k", samesite="sometimes")
 
 
@@ -198,4 +198,4 @@ def test_set_cookie_keeps_existing_headers_even_in_a_tuple() -> None:
     message: dict[str, Any] = {"type": "http.response.start", "headers": ((b"x-a", b"1"),)}
     CookieMiddleware.set_cookie(message, "k", "v")
     assert message["headers"][0] == (b"x-a", b"1")
-    assert message["headers"][1][0] == b"set-cookie"
+    assert message["headers"][1][0] == b"Set-Cookie"

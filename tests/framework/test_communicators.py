@@ -42,7 +42,7 @@ async def test_websocket_scope_and_options() -> None:
         spec_version="2.3",
     )
     assert await communicator.connect() == (True, None)
-    assert communicator.response_headers == [(b"x-a", b"1")]
+    assert communicator.response_headers == [[b"x-a", b"1"]]  # as the application sent it
     scope = dict(communicator.scope)
     assert scope["path"] == "/chat/rüm/"
     assert scope["query_string"] == b"q=1"

@@ -10,9 +10,9 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -60,8 +60,8 @@ async def login(site: ExampleSite, username: str, password: str) -> str:
         return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
 
 
-def test_the_examples_own_test_suite_passes() -> None:
-    folder = tempfile.mkdtemp(prefix="hr-c1ex-suite-")
+def test_the_examples_own_test_suite_passes(tmp_path: Path) -> None:
+    folder = str(tmp_path)
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
