@@ -129,8 +129,8 @@ def start_worker(
         "WORKER1_PREFIX": layer_prefix,
     }
 
-    def start(*args: str, ready: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(env, args, tmp_path, len(started))
+    def start(*args: str, ready: bool = True, **extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess({**env, **extra_env}, args, tmp_path, len(started))
         started.append(worker)
         if ready:
             worker.wait_for_output("Listening on")

@@ -223,3 +223,24 @@ def test_a_bad_request_message_gets_400(view: AsgiChannelLayer, worker: WorkerPr
     assert first["status"] == 400
     fine, _ = response(view, request(view, "/hello/"))
     assert fine["status"] == 200
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_runworker_serves_static_files_under_debug(
+    view: AsgiChannelLayer, start_worker: StartWorker, debug: bool
+) -> None:
+    """With DEBUG and django.contrib.staticfiles, the worker's default http.request consumer
+    serves STATIC_URL from the finders (Channels 1.x's rule); views still answer the rest."""
+    start_worker("--only-channels", "http.*", WORKER1_DEBUG="1" if debug else "0")
+    first, chunks = response(view, request(view, "/static/site.css"))
+    if debug:
+        assert first["status"] == 200
+        body = first.get("content", b"") + b"".join(c.get("content", b"") for c in chunks)
+        assert body == b"body { color: teal; }\n"
+        assert headers_of(first)[b"content-type"][0].startswith(b"text/css")
+        missing, _ = response(view, request(view, "/static/nothing-here.css"))
+        assert missing["status"] == 404
+    else:
+        assert first["status"] == 404  # no static files outside DEBUG: the URLconf answers
+    hello, _ = response(view, request(view, "/hello/"))
+    assert hello["status"] == 200

@@ -148,6 +148,7 @@ class Command(BaseCommand):  # type: ignore[misc, unused-ignore]
                 only_channels=options.get("only_channels") or (),
                 exclude_channels=options.get("exclude_channels") or (),
                 threads=threads,
+                view_consumer=default_http_consumer(),
             )
         except (ValueError, TypeError) as exc:
             raise CommandError(str(exc)) from exc
@@ -162,6 +163,21 @@ class Command(BaseCommand):  # type: ignore[misc, unused-ignore]
             worker.run()
         finally:
             wrapper.channel_layer.close()
+
+
+def default_http_consumer() -> Any:
+    """What answers an ``http.request`` no route claims: with ``DEBUG`` and
+    ``django.contrib.staticfiles`` installed, :class:`~headrace.staticfiles.StaticFilesConsumer`
+    (static files under ``STATIC_URL``, the views for the rest), as Channels 1.x's runworker
+    did; else ``None``, the plain view consumer."""
+    from django.apps import apps
+    from django.conf import settings
+
+    if settings.DEBUG and apps.is_installed("django.contrib.staticfiles"):
+        from headrace.staticfiles import StaticFilesConsumer
+
+        return StaticFilesConsumer()
+    return None
 
 
 def configure_worker_logging(verbosity: int) -> None:

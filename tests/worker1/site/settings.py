@@ -31,4 +31,10 @@ elif _BACKEND == "redis":
 else:
     _LAYER = {"BACKEND": "headrace.layers.InMemoryChannelLayer"}
 
+if os.environ.get("WORKER1_DEBUG") == "1":  # runworker then serves static files too
+    DEBUG = True
+    INSTALLED_APPS = ["headrace", "django.contrib.staticfiles"]
+    STATIC_URL = "/static/"
+    STATICFILES_DIRS = [os.path.join(os.path.dirname(__file__), "static")]
+
 CHANNEL_LAYERS = {"default": {**_LAYER, "ROUTING": "tests.worker1.site.routing.channel_routing"}}
