@@ -820,5 +820,25 @@ channel_layers = ChannelLayerManager()
 
 def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> AsgiChannelLayer:
     """The Channels-1 view of layer ``alias``; raises
-    :class:`~headrace.exceptions.InvalidChannelLayerError` when it is not configured."""
+    :class:`~headrace.exceptions.InvalidChannelLayerError` when it is not configured.
+
+    Like Channels 1.x's, it sets Django up first (``django.setup(set_prefix=False)``) when a
+    settings module is named and the apps are not loaded yet, so a 1.x ``asgi.py``
+    (``channel_layer = get_channel_layer()``) whose routing imports models just works."""
+    _set_up_django()
     return channel_layers[alias].channel_layer
+
+
+def _set_up_django() -> None:
+    try:
+        from django.apps import apps
+    except ImportError:
+        return
+    if apps.ready or apps.loading:  # loaded, or being loaded right now (an import inside)
+        return
+    from django.conf import settings
+
+    if settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE"):
+        import django
+
+        django.setup(set_prefix=False)

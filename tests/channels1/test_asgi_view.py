@@ -242,3 +242,29 @@ def test_close_while_another_thread_waits_gives_a_clear_error(view: AsgiChannelL
     view.close()
     thread.join(WAIT)
     assert len(errors) == 1 and "closed" in str(errors[0])
+
+
+def test_get_channel_layer_sets_django_up_like_channels_1() -> None:
+    """A 1.x ``asgi.py`` calls ``get_channel_layer()`` right after naming its settings; the
+    apps are loaded by then (Channels 1.x called ``django.setup()`` there), so a routing
+    that imports models works."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'tests.worker1.site.settings'\n"
+        "from headrace.asgi import get_channel_layer\n"
+        "from django.apps import apps\n"
+        "assert not apps.ready\n"
+        "layer = get_channel_layer()\n"
+        "assert apps.ready, 'apps not loaded'\n"
+        "print(type(layer).__name__, apps.get_app_config('headrace').name)\n"
+    )
+    env = {**os.environ, "WORKER1_BACKEND": "inmemory"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["AsgiChannelLayer", "headrace"]
