@@ -159,6 +159,7 @@ class _Core:
             self.options.prefetch,
             self._on_connected,
             self._on_lost,
+            self._on_ready,
         )
         self.link.start()
         self.sweeper = self.spawn(self._sweep_forever())
@@ -201,8 +202,13 @@ class _Core:
         await consumer.basic_consume(self.process_queue, self._on_process_message, no_ack=True)
         for reader in self.readers.values():
             reader.consumer_tag = None
+
+    def _on_ready(self) -> None:
+        """Connected and declared: start the consumers somebody waits for (also those whose
+        receive began while the connection was being set up)."""
+        for reader in list(self.readers.values()):
             if reader.mailbox.has_waiters():
-                await self._start_consumer(link, reader)
+                self._want_consumer(reader)
 
     def _on_lost(self) -> None:
         """The connection died: its delivery tags are void and the broker requeues what it

@@ -43,6 +43,9 @@ logger = logging.getLogger("headrace.layers.rabbitmq")
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
 CONNECT_ATTEMPT_TIMEOUT = 5.0
+SETUP_TIMEOUT = 20.0
+"""A connect plus re-declaration that takes longer is abandoned and tried again (a broker
+still recovering its queues after a crash can leave a declaration unanswered)."""
 
 RETRYABLE: tuple[type[BaseException], ...] = (
     aiormq.AMQPConnectionError,
@@ -75,12 +78,14 @@ class Link:
         prefetch: int,
         on_connected: Callable[[Link], Awaitable[None]],
         on_lost: Callable[[], None],
+        on_ready: Callable[[], None],
     ) -> None:
         self.urls = urls
         self.ssl_context = ssl_context
         self.prefetch = prefetch
         self.on_connected = on_connected
         self.on_lost = on_lost
+        self.on_ready = on_ready
         self.generation = 0
         self.connection: aiormq.abc.AbstractConnection | None = None
         self._publisher: Channel | None = None
@@ -120,8 +125,7 @@ class Link:
         attempt = 0
         while not self.closed:
             try:
-                await self._connect_any()
-                await self.on_connected(self)
+                await asyncio.wait_for(self._connect_and_declare(), SETUP_TIMEOUT)
             except CONNECT_ERRORS as exc:
                 self.last_error = exc
                 await self._drop_connection()
@@ -132,9 +136,10 @@ class Link:
                 continue
             attempt = 0
             self._ready.set()
+            self.on_ready()  # at once: nothing can slip between "ready" and this
             connection = self.connection
             assert connection is not None
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 await connection.closing
             if self.closed:
                 return
@@ -148,6 +153,10 @@ class Link:
         self._publisher = self._control = self._consumer = None
         self.connection = None
         self.on_lost()
+
+    async def _connect_and_declare(self) -> None:
+        await self._connect_any()
+        await self.on_connected(self)
 
     async def _connect_any(self) -> None:
         """Connect to the first URL that answers, in order (cluster failover)."""
@@ -174,7 +183,7 @@ class Link:
         connection, self.connection = self.connection, None
         self._publisher = self._control = self._consumer = None
         if connection is not None:
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 await connection.close()
 
     async def close(self) -> None:
@@ -231,7 +240,7 @@ class Link:
         try:
             return await operation(channel)
         except aiormq.ChannelClosed:
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 await self.control()
             raise
 
