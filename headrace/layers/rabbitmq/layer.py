@@ -73,7 +73,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import aiormq
 import aiormq.abc
@@ -198,7 +198,9 @@ class _Core:
                     self._queue(channel), self.groups_exchange, routing_key=group
                 )
         consumer = link.consumer
-        consumer.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
+        cancel_callbacks = getattr(consumer, "on_consumer_cancel_callbacks", None)
+        if cancel_callbacks is not None:  # aiormq >= 7: the broker's basic.cancel
+            cancel_callbacks.add(self._on_broker_cancel)
         await consumer.basic_consume(self.process_queue, self._on_process_message, no_ack=True)
         for reader in self.readers.values():
             reader.consumer_tag = None
@@ -302,13 +304,15 @@ class _Core:
         properties: Basic.Properties,
         mandatory: bool = False,
     ) -> Any:
+        publisher = cast(aiormq.Channel, link.publisher)  # the abc lacks ``wait``
         try:
-            return await link.publisher.basic_publish(
+            return await publisher.basic_publish(
                 body,
                 exchange=exchange,
                 routing_key=routing_key,
                 properties=properties,
                 mandatory=mandatory,
+                wait=False,  # the confirmation is what we wait for, not the socket drain
             )
         except aiormq.PublishError:  # returned (mandatory, no queue): the caller decides
             raise
@@ -422,7 +426,7 @@ class _Core:
     async def _receive_local(self, channel: str) -> bytes:
         instance, suffix = _split_local(channel)
         if instance != self.layer.instance:
-            raise RabbitMQUnavailable(
+            raise RuntimeError(
                 f"{channel!r} belongs to another layer instance; only the instance whose "
                 "new_channel() made it can receive it"
             )
@@ -558,9 +562,11 @@ class _Core:
             return
         instance, suffix = _split_local(channel)
         if instance == self.layer.instance:
+            bound = group in self.bound_groups
             self._join_local(group, suffix)
-            self.bound_groups.discard(group)
-            await self._bind_process_queue(link, group)
+            if not bound:
+                self.bound_groups.discard(group)
+                await self._bind_process_queue(link, group)
             return
         await self._join_foreign(link, group, instance, suffix)
 

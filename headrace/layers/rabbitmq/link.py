@@ -126,8 +126,10 @@ class Link:
         while not self.closed:
             try:
                 await asyncio.wait_for(self._connect_and_declare(), SETUP_TIMEOUT)
-            except CONNECT_ERRORS as exc:
+            except Exception as exc:  # a broker error, or any failure: never stop healing
                 self.last_error = exc
+                if not isinstance(exc, CONNECT_ERRORS):
+                    logger.exception("setting up the RabbitMQ connection failed")
                 await self._drop_connection()
                 ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
                 attempt += 1
