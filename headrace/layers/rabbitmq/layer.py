@@ -153,6 +153,7 @@ class _Core:
         self.deadlines: list[tuple[float, str, str]] = []
         self.tasks: set[asyncio.Future[Any]] = set()
         self.mismatch_warned: set[str] = set()
+        self.consumer_serial = 0
         self.link = Link(
             self.options.urls,
             self.options.ssl_context,
@@ -476,15 +477,15 @@ class _Core:
         try:
             await self._declare(link, reader.channel)
             generation = link.generation
-            tag = f"{self.layer.instance}.{reader.channel}"[:255]
+            # A fresh tag each time: an earlier consumer of this channel may still be
+            # between basic.cancel and cancel-ok.
+            self.consumer_serial += 1
+            tag = f"{self.layer.instance}.{self.consumer_serial}.{reader.channel}"[:255]
 
             async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
                 self._on_worker_message(reader, generation, message)
 
             consumer = link.consumer
-            if tag in getattr(consumer, "consumers", {}):
-                reader.consumer_tag = tag
-                return
             reader.consumer_tag = tag  # deliveries may run before basic_consume returns
             await consumer.basic_consume(self._queue(reader.channel), on_message, consumer_tag=tag)
         except CHANNEL_ERRORS as exc:
