@@ -14,8 +14,15 @@ Measures, for each layer, ``--repeats`` times (the figure is the median of the r
 channels_rabbitmq has no worker channels (names without ``!``), so only process-local channels
 and groups are compared.
 
-Usage (channels_rabbitmq and Channels 4 in a venv of their own, headrace from the tree):
-    PYTHONPATH=$PWD /tmp/rabbit-venv/bin/python benchmarks/rabbitmq/bench_layers.py
+Each layer runs in a child process of its own interpreter, the runs alternating: headrace with
+this interpreter (and its aiormq), channels_rabbitmq with ``--peer-python`` (a venv holding
+channels_rabbitmq and Channels 4; its client, carehare, needs pamqp 3 where aiormq 7 needs
+pamqp 4, so the two cannot share one environment).
+
+Usage (from the worktree root):
+    python3 -m venv /tmp/rabbit-venv && /tmp/rabbit-venv/bin/pip install channels_rabbitmq \
+        'channels>=4,<5' 'aiormq>=6.9,<7' msgpack
+    PYTHONPATH=$PWD python3 benchmarks/rabbitmq/bench_layers.py [--peer-python PATH]
         [--url amqp://guest:guest@127.0.0.1:5672/] [--repeats 3] [--latency-samples 1000]
         [--messages 5000] [--members 1000 5000] [--instances 10] [--rounds 3]
 
@@ -28,41 +35,47 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiormq
-from channels_rabbitmq.core import RabbitmqChannelLayer as PeerLayer
 
 from headrace.layers.rabbitmq import RabbitMQChannelLayer
 
 Factory = Callable[[str], Any]
+LAYERS = ("headrace", "channels_rabbitmq")
 
 
-def factories(url: str) -> dict[str, Factory]:
-    return {
-        "headrace": lambda prefix: RabbitMQChannelLayer(url=url, prefix=prefix, capacity=100_000),
-        "channels_rabbitmq": lambda prefix: PeerLayer(
-            host=url,
-            groups_exchange=f"{prefix}.groups",
-            local_capacity=10_000,
-            remote_capacity=100_000,
-        ),
-    }
+def factory_of(name: str, url: str) -> Factory:
+    """The layer factory; channels_rabbitmq is imported only in its own child process (its
+    client, carehare, needs pamqp 3; aiormq 7 needs pamqp 4)."""
+    if name == "headrace":
+        return lambda prefix: RabbitMQChannelLayer(url=url, prefix=prefix, capacity=100_000)
+    from channels_rabbitmq.core import RabbitmqChannelLayer
+
+    return lambda prefix: RabbitmqChannelLayer(
+        host=url,
+        groups_exchange=f"{prefix}.groups",
+        local_capacity=10_000,
+        remote_capacity=100_000,
+    )
 
 
 async def connected(*layers: Any) -> None:
     """Connect every layer before timing (channels_rabbitmq connects lazily, and only a send,
     a group call or this property starts its connection; a bare receive() does not)."""
     for layer in layers:
-        if isinstance(layer, PeerLayer):
-            await layer.carehare_connection
-        else:
+        if isinstance(layer, RabbitMQChannelLayer):
             await layer.new_channel()
+        else:
+            await layer.carehare_connection
 
 
 async def drop_exchanges(url: str, prefix: str) -> None:
@@ -154,47 +167,62 @@ async def fanout(url: str, factory: Factory, members: int, instances: int, round
     return statistics.median(results)
 
 
-async def repeated(repeats: int, measure: Callable[[], Awaitable[float]]) -> float:
-    return statistics.median([await measure() for _ in range(repeats)])
-
-
-async def main(args: argparse.Namespace) -> None:
-    layers = factories(args.url)
-    url = args.url
-    print(f"median of {args.repeats} repeats; load: {os.getloadavg()[0]:.2f}")
-    lat = {
-        name: await repeated(args.repeats, lambda f=factory: latency(url, f, args.latency_samples))
-        for name, factory in layers.items()
+async def measure_one(args: argparse.Namespace) -> dict[str, float]:
+    """Every measurement of one layer (run in a child process of the right interpreter)."""
+    factory = factory_of(args.layer, args.url)
+    figures = {
+        "latency_us": await latency(args.url, factory, args.latency_samples),
+        "throughput": await throughput(args.url, factory, args.messages),
     }
-    for name, value in lat.items():
-        print(f"send->receive round trip p50 {name:18s} {value:8.0f} us")
-    print(
-        f"  ratio channels_rabbitmq / headrace: {lat['channels_rabbitmq'] / lat['headrace']:.2f}x"
-    )
-    rate = {
-        name: await repeated(args.repeats, lambda f=factory: throughput(url, f, args.messages))
-        for name, factory in layers.items()
-    }
-    for name, value in rate.items():
-        print(f"send throughput ({args.messages} msgs) {name:18s} {value:8.0f} msg/s")
-    print(
-        f"  ratio headrace / channels_rabbitmq: {rate['headrace'] / rate['channels_rabbitmq']:.2f}x"
-    )
     for members in args.members:
-        fan = {
-            name: await repeated(
-                args.repeats,
-                lambda f=factory, m=members: fanout(url, f, m, args.instances, args.rounds),
+        figures[f"fanout_{members}_ms"] = (
+            await fanout(args.url, factory, members, args.instances, args.rounds) * 1000
+        )
+    return figures
+
+
+def run_child(args: argparse.Namespace, layer: str) -> dict[str, float]:
+    python = args.peer_python if layer == "channels_rabbitmq" else sys.executable
+    command = [python, __file__, "--layer", layer, "--url", args.url]
+    command += ["--latency-samples", str(args.latency_samples), "--messages", str(args.messages)]
+    command += ["--instances", str(args.instances), "--rounds", str(args.rounds), "--members"]
+    command += [str(members) for members in args.members]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{layer} run failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, float] = json.loads(lines[-1])
+    return figures
+
+
+def report(args: argparse.Namespace) -> None:
+    runs: dict[str, list[dict[str, float]]] = {layer: [] for layer in LAYERS}
+    for repeat in range(args.repeats):
+        for layer in LAYERS if repeat % 2 == 0 else reversed(LAYERS):
+            runs[layer].append(run_child(args, layer))
+    print(f"median of {args.repeats} runs per layer (alternating); load {os.getloadavg()[0]:.2f}")
+    medians = {
+        layer: {key: statistics.median(run[key] for run in results) for key in results[0]}
+        for layer, results in runs.items()
+    }
+    ours, peer = medians["headrace"], medians["channels_rabbitmq"]
+    rows = [("send->receive round trip p50 (us)", "latency_us", False)]
+    rows.append((f"send throughput, {args.messages} msgs (msg/s)", "throughput", True))
+    for members in args.members:
+        rows.append(
+            (
+                f"group_send, {members} members / {args.instances} instances (ms)",
+                f"fanout_{members}_ms",
+                False,
             )
-            for name, factory in layers.items()
-        }
-        for name, value in fan.items():
-            print(
-                f"group_send to {members} members / {args.instances} instances "
-                f"{name:18s} {value * 1000:8.1f} ms"
-            )
-        ratio = fan["channels_rabbitmq"] / fan["headrace"]
-        print(f"  ratio channels_rabbitmq / headrace: {ratio:.2f}x")
+        )
+    for title, key, higher_is_better in rows:
+        ratio = ours[key] / peer[key] if higher_is_better else peer[key] / ours[key]
+        every = {layer: [round(run[key], 1) for run in runs[layer]] for layer in LAYERS}
+        print(
+            f"{title}: headrace {ours[key]:.1f}, channels_rabbitmq {peer[key]:.1f}, "
+            f"headrace advantage {ratio:.2f}x  (runs: {every})"
+        )
 
 
 def parse() -> argparse.Namespace:
@@ -206,8 +234,14 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--members", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--instances", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peer-python", default="/tmp/rabbit-venv/bin/python")
+    parser.add_argument("--layer", choices=LAYERS, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse()))
+    arguments = parse()
+    if arguments.layer:
+        print(json.dumps(asyncio.run(measure_one(arguments))))
+    else:
+        report(arguments)
