@@ -255,6 +255,13 @@ async def test_statistics(rabbitmq_url: str, rabbitmq_prefix: str) -> None:
         assert set(overall) == expected and set(stats) == expected
         await layer.receive("counted")
         assert (await layer.channel_statistics("counted"))["messages_pending"] <= 1
+        await layer.group_add("stats-room", local)
+        await layer.group_send("stats-room", {"type": "fits"})
+        await layer.group_send("stats-room", {"type": "over.capacity"})
+        await eventually(lambda: bool(layer.statistics.figures(local)["channel_full_count"]), WAIT)
+        local_stats = await layer.channel_statistics(local)
+        assert local_stats["channel_full_count"] == 1  # counted by the receiving process
+        assert local_stats["messages_pending"] == 2
 
 
 # ---------------------------------------------------------------------- the 1.x view, threads
