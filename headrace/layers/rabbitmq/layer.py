@@ -429,15 +429,11 @@ class _Core:
                 f"{channel!r} belongs to another layer instance; only the instance whose "
                 "new_channel() made it can receive it"
             )
-        box = self._local_box(channel)
-        try:
-            while True:
-                item = await box.get()
-                if item.expires > now_ms():
-                    return item.body
-        finally:
-            if box.idle() and self.local_boxes.get(channel) is box:
-                del self.local_boxes[channel]
+        box = self._local_box(channel)  # idle boxes are dropped by the sweep, not here:
+        while True:  # a consumer re-arming its receive would re-create its box every time
+            item = await box.get()
+            if item.expires > now_ms():
+                return item.body
 
     async def _receive_worker(self, channel: str) -> bytes:
         reader = self.readers.get(channel)
