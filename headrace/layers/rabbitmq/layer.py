@@ -60,8 +60,8 @@ wait up to ``connect_timeout`` and then raise :class:`RabbitMQUnavailable` (a
 confirmation cannot duplicate a message.
 
 *Statistics* (the ``statistics`` extension) count what this instance sent and refused, with
-rates over the last ten seconds; ``messages_pending`` asks the broker for worker-channel queue
-lengths (a passive declare) and adds what this process buffers.
+the counts of the last whole second as rates; ``messages_pending`` asks the broker for
+worker-channel queue lengths (a passive declare) and adds what this process buffers.
 """
 
 from __future__ import annotations
