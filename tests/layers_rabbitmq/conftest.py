@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import aiormq
 import pytest
 
-from tests.conftest import require_service
+from tests.conftest import require_service, service_reachable
 from tests.layers_rabbitmq.broker import ThrowawayBroker
 
 SYSTEM_RABBITMQ = ("127.0.0.1", 5672)
@@ -29,9 +29,14 @@ async def eventually(condition: Callable[[], bool], patience: float) -> bool:
         await asyncio.sleep(0.05)
 
 
+PREFIXES_USED: list[str] = []
+
+
 def unique_prefix() -> str:
     """A prefix no other test (or agent) uses, so queues and exchanges never collide."""
-    return f"test-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+    prefix = f"test-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+    PREFIXES_USED.append(prefix)
+    return prefix
 
 
 async def drop_exchanges(url: str, prefix: str) -> None:
@@ -44,6 +49,21 @@ async def drop_exchanges(url: str, prefix: str) -> None:
             await channel.exchange_delete(name)
     finally:
         await connection.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_every_prefix_at_the_end() -> Iterator[None]:
+    """Delete once more, at the end, the exchanges of every prefix the session used on the
+    machine's broker (a layer still reconnecting in a background thread when its test ended
+    may have declared them again after the test's own clean-up)."""
+    yield
+    if PREFIXES_USED and service_reachable(*SYSTEM_RABBITMQ):
+
+        async def drop_all() -> None:
+            for prefix in PREFIXES_USED:
+                await drop_exchanges(SYSTEM_URL, prefix)
+
+        asyncio.run(drop_all())
 
 
 @pytest.fixture
