@@ -236,8 +236,12 @@ class Link:
             asyncio.get_running_loop().create_task(connection.close())
 
     async def call(self, operation: Callable[[Channel], Awaitable[Any]]) -> Any:
-        """Run ``operation`` on the control channel; a channel error (the channel closes)
-        is raised after the channel is reopened for the next call."""
+        """Run ``operation`` (an idempotent declaration) on the control channel.
+
+        A channel error (the broker closes the channel) is raised after the channel is
+        reopened for the next call. aiormq also closes a channel when one of its calls is
+        cancelled (a caller that gave up); a call that finds the channel closed that way,
+        with the connection alive, runs again once on a fresh channel."""
         channel = await self.control()
         try:
             return await operation(channel)
@@ -245,6 +249,13 @@ class Link:
             with contextlib.suppress(Exception):
                 await self.control()
             raise
+        except aiormq.ChannelInvalidStateError:
+            connection = self.connection
+            if connection is None or connection.is_closed:
+                raise
+            if self._control is channel:
+                self._control = None
+        return await operation(await self.control())
 
 
 def _close_reason(connection: aiormq.abc.AbstractConnection) -> BaseException | None:
