@@ -10,7 +10,6 @@ from headrace.layers.base import BaseChannelLayer
 from headrace.layers.rabbitmq import RabbitMQChannelLayer
 from headrace.testing.asgi_layers import AsgiLayerConformance
 from headrace.testing.layers import ChannelLayerConformance
-from tests.layers_rabbitmq.conftest import unique_prefix
 
 
 class TestRabbitMQConformance(ChannelLayerConformance):
@@ -19,9 +18,9 @@ class TestRabbitMQConformance(ChannelLayerConformance):
     expiry_grace = 0.5
 
     @pytest.fixture(autouse=True)
-    def _broker(self, rabbitmq_url: str) -> None:
+    def _broker(self, rabbitmq_url: str, rabbitmq_prefix: str) -> None:
         self.url = rabbitmq_url
-        self.prefix = unique_prefix()
+        self.prefix = rabbitmq_prefix
 
     async def make_layer(self, **config: Any) -> BaseChannelLayer:
         return RabbitMQChannelLayer(url=self.url, prefix=self.prefix, **config)
@@ -33,9 +32,9 @@ class TestRabbitMQAsgiConformance(AsgiLayerConformance):
     shares_state_between_instances = True
 
     @pytest.fixture(autouse=True)
-    def _broker(self, rabbitmq_url: str) -> None:
+    def _broker(self, rabbitmq_url: str, rabbitmq_prefix: str) -> None:
         self.url = rabbitmq_url
-        self.prefix = unique_prefix()
+        self.prefix = rabbitmq_prefix
 
     def make_backend(self, **config: Any) -> BaseChannelLayer:
         return RabbitMQChannelLayer(url=self.url, prefix=self.prefix, **config)

@@ -7,8 +7,8 @@ mailbox, so cancelling ``receive()`` cannot lose a message: one handed to a rece
 just gone goes back to the front of the mailbox for the next ``receive()``.
 
 :class:`Statistics` counts accepted sends and ``ChannelFull`` refusals, in total and per
-channel, with per-second rates over the last :data:`RATE_WINDOW` seconds (one small deque of
-per-second buckets per counter, so counting costs O(1) and memory is bounded).
+channel, with the counts of the last whole second as the per-second rates (three integers per
+counter, so counting costs O(1) and memory is bounded).
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["RATE_WINDOW", "Item", "Mailbox", "RateCounter", "Statistics", "now_ms"]
-
-RATE_WINDOW = 10
-"""Seconds over which ``*_per_second`` statistics are averaged."""
+__all__ = ["Item", "Mailbox", "RateCounter", "Statistics", "now_ms"]
 
 CHANNELS_TRACKED = 10_000
 """Per-channel counters kept (least recently counted channels are forgotten first)."""
@@ -89,29 +86,33 @@ class Mailbox:
 
 
 class RateCounter:
-    """A total and its per-second rate over the last :data:`RATE_WINDOW` whole seconds."""
+    """A total, and how many were counted in the last whole second (the ``*_per_second``
+    statistics, as the other layers count them)."""
 
-    __slots__ = ("buckets", "total")
+    __slots__ = ("last_count", "second", "this_count", "total")
 
     def __init__(self) -> None:
         self.total = 0
-        self.buckets: deque[list[int]] = deque()  # [second, count]
+        self.second = 0
+        self.this_count = 0
+        self.last_count = 0
 
     def add(self, now: float, amount: int = 1) -> None:
         self.total += amount
         second = int(now)
-        buckets = self.buckets
-        if buckets and buckets[-1][0] == second:
-            buckets[-1][1] += amount
-            return
-        buckets.append([second, amount])
-        while buckets and buckets[0][0] <= second - RATE_WINDOW:
-            buckets.popleft()
+        if second != self.second:
+            self.last_count = self.this_count if second == self.second + 1 else 0
+            self.this_count = 0
+            self.second = second
+        self.this_count += amount
 
     def rate(self, now: float) -> float:
         second = int(now)
-        recent = sum(count for start, count in self.buckets if start > second - RATE_WINDOW)
-        return recent / RATE_WINDOW
+        if second == self.second:
+            return self.last_count
+        if second == self.second + 1:
+            return self.this_count
+        return 0
 
 
 class _ChannelCounters:

@@ -17,13 +17,13 @@ connection), so it drives aiormq's frames itself and keeps one less layer per me
   (competing consumers), so a worker channel can have many readers.
 * every **process-local channel** of one instance (``prefix.X!suffix``) is served by one
   process queue ``P.p.X`` (auto-delete: it goes with the connection that consumes it). A direct
-  send publishes to it with the suffix in a header; the instance consumes it without acks and
+  send publishes to it with the channel name in a header; the instance consumes it without acks and
   sorts messages into per-channel mailboxes. The queue is not *exclusive*: another process must
   be able to bind it to the groups exchange when it adds one of this instance's channels to a
   group (exclusive queues refuse every other connection).
 * a **group** is a routing key on the direct exchange ``groups_exchange`` (``P.groups``).
   A worker-channel member is its queue bound with that key. For process-local members the
-  process queue is bound **once** per group, and the instance keeps which of its suffixes are
+  process queue is bound **once** per group, and the instance keeps which of its channels are
   members; a group message reaches each process once and is fanned out in memory. A
   ``group_add`` of another instance's local channel binds that instance's queue and puts a
   *join* notice on it (confirmed before ``group_add`` returns, so any later group message is
@@ -60,8 +60,8 @@ wait up to ``connect_timeout`` and then raise :class:`RabbitMQUnavailable` (a
 confirmation cannot duplicate a message.
 
 *Statistics* (the ``statistics`` extension) count what this instance sent and refused, with
-rates over the last ten seconds; ``messages_pending`` asks the broker for worker-channel queue
-lengths (a passive declare) and adds what this process buffers.
+the counts of the last whole second as rates; ``messages_pending`` asks the broker for
+worker-channel queue lengths (a passive declare) and adds what this process buffers.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import aiormq
 import aiormq.abc
@@ -113,10 +113,9 @@ def _decode(body: bytes) -> LayerMessage:
     return message
 
 
-def _split_local(channel: str) -> tuple[str, str]:
-    """(instance id, suffix) of a process-local channel ``prefix.<instance>!<suffix>``."""
-    head, _, suffix = channel.partition("!")
-    return head.rpartition(".")[2], suffix
+def _instance_of(channel: str) -> str:
+    """The instance id of a process-local channel ``prefix.<instance>!<suffix>``."""
+    return channel.partition("!")[0].rpartition(".")[2]
 
 
 class _Reader:
@@ -144,7 +143,7 @@ class _Core:
         self.control_exchange = f"{prefix}.control"
         self.groups_exchange = self.options.groups_exchange
         self.local_boxes: dict[str, Mailbox] = {}
-        self.local_groups: dict[str, dict[str, float]] = {}  # group -> suffix -> deadline
+        self.local_groups: dict[str, dict[str, float]] = {}  # group -> channel -> deadline
         self.bound_groups: set[str] = set()
         self.readers: dict[str, _Reader] = {}
         self.declared: set[str] = set()
@@ -153,12 +152,14 @@ class _Core:
         self.deadlines: list[tuple[float, str, str]] = []
         self.tasks: set[asyncio.Future[Any]] = set()
         self.mismatch_warned: set[str] = set()
+        self.consumer_serial = 0
         self.link = Link(
             self.options.urls,
             self.options.ssl_context,
             self.options.prefetch,
             self._on_connected,
             self._on_lost,
+            self._on_ready,
         )
         self.link.start()
         self.sweeper = self.spawn(self._sweep_forever())
@@ -197,12 +198,19 @@ class _Core:
                     self._queue(channel), self.groups_exchange, routing_key=group
                 )
         consumer = link.consumer
-        consumer.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
+        cancel_callbacks = getattr(consumer, "on_consumer_cancel_callbacks", None)
+        if cancel_callbacks is not None:  # aiormq >= 7: the broker's basic.cancel
+            cancel_callbacks.add(self._on_broker_cancel)
         await consumer.basic_consume(self.process_queue, self._on_process_message, no_ack=True)
         for reader in self.readers.values():
             reader.consumer_tag = None
+
+    def _on_ready(self) -> None:
+        """Connected and declared: start the consumers somebody waits for (also those whose
+        receive began while the connection was being set up)."""
+        for reader in list(self.readers.values()):
             if reader.mailbox.has_waiters():
-                await self._start_consumer(link, reader)
+                self._want_consumer(reader)
 
     def _on_lost(self) -> None:
         """The connection died: its delivery tags are void and the broker requeues what it
@@ -258,13 +266,13 @@ class _Core:
         self.layer.statistics.accepted(channel)
 
     async def _send_local(self, link: Link, channel: str, body: bytes) -> None:
-        instance, suffix = _split_local(channel)
+        instance = _instance_of(channel)
         if instance == self.layer.instance:
-            box = self.local_boxes.get(suffix)
+            box = self.local_boxes.get(channel)
             if box is not None and len(box.items) >= self.layer.get_capacity(channel):
                 self._refuse(channel)
         queue = f"{self.options.prefix}.p.{instance}"
-        properties = self._properties({"k": DIRECT, "c": suffix})
+        properties = self._properties({"k": DIRECT, "c": channel})
         try:
             await self._publish(link, body, "", queue, properties, mandatory=True)
         except aiormq.PublishError:
@@ -296,13 +304,15 @@ class _Core:
         properties: Basic.Properties,
         mandatory: bool = False,
     ) -> Any:
+        publisher = cast(aiormq.Channel, link.publisher)  # the abc lacks ``wait``
         try:
-            return await link.publisher.basic_publish(
+            return await publisher.basic_publish(
                 body,
                 exchange=exchange,
                 routing_key=routing_key,
                 properties=properties,
                 mandatory=mandatory,
+                wait=False,  # the confirmation is what we wait for, not the socket drain
             )
         except aiormq.PublishError:  # returned (mandatory, no queue): the caller decides
             raise
@@ -339,15 +349,14 @@ class _Core:
             self._forget_local()
             self.spawn(self._purge_known())
 
-    def _local_box(self, suffix: str) -> Mailbox:
-        box = self.local_boxes.get(suffix)
+    def _local_box(self, channel: str) -> Mailbox:
+        box = self.local_boxes.get(channel)
         if box is None:
-            box = self.local_boxes[suffix] = Mailbox()
+            box = self.local_boxes[channel] = Mailbox()
         return box
 
-    def _deliver_local(self, suffix: str, body: bytes, expires: int) -> bool:
-        box = self._local_box(suffix)
-        channel = f"{self.layer.instance}!{suffix}"
+    def _deliver_local(self, channel: str, body: bytes, expires: int) -> bool:
+        box = self._local_box(channel)
         if len(box.items) >= self.layer.get_capacity(channel):
             self.layer.statistics.refused(channel)
             return False
@@ -359,22 +368,23 @@ class _Core:
         if not members:
             return
         now = time.monotonic()
-        for suffix, deadline in list(members.items()):
+        for channel, deadline in list(members.items()):
             if deadline > now:
-                self._deliver_local(suffix, body, expires)
+                self._deliver_local(channel, body, expires)
             else:
-                del members[suffix]
+                del members[channel]
         if not members:
             self._unbind_group_soon(group)
 
-    def _join_local(self, group: str, suffix: str) -> None:
-        self.local_groups.setdefault(group, {})[suffix] = time.monotonic() + self.layer.group_expiry
+    def _join_local(self, group: str, channel: str) -> None:
+        deadline = time.monotonic() + self.layer.group_expiry
+        self.local_groups.setdefault(group, {})[channel] = deadline
         self.bound_groups.add(group)  # the joiner bound our queue already
 
-    def _leave_local(self, group: str, suffix: str) -> None:
+    def _leave_local(self, group: str, channel: str) -> None:
         members = self.local_groups.get(group)
         if members is not None:
-            members.pop(suffix, None)
+            members.pop(channel, None)
             if not members:
                 self._unbind_group_soon(group)
 
@@ -414,21 +424,16 @@ class _Core:
         return await self._receive_worker(channel)
 
     async def _receive_local(self, channel: str) -> bytes:
-        instance, suffix = _split_local(channel)
-        if instance != self.layer.instance:
-            raise RabbitMQUnavailable(
+        if _instance_of(channel) != self.layer.instance:
+            raise RuntimeError(
                 f"{channel!r} belongs to another layer instance; only the instance whose "
                 "new_channel() made it can receive it"
             )
-        box = self._local_box(suffix)
-        try:
-            while True:
-                item = await box.get()
-                if item.expires > now_ms():
-                    return item.body
-        finally:
-            if box.idle() and self.local_boxes.get(suffix) is box:
-                del self.local_boxes[suffix]
+        box = self._local_box(channel)  # idle boxes are dropped by the sweep, not here:
+        while True:  # a consumer re-arming its receive would re-create its box every time
+            item = await box.get()
+            if item.expires > now_ms():
+                return item.body
 
     async def _receive_worker(self, channel: str) -> bytes:
         reader = self.readers.get(channel)
@@ -466,15 +471,15 @@ class _Core:
         try:
             await self._declare(link, reader.channel)
             generation = link.generation
-            tag = f"{self.layer.instance}.{reader.channel}"[:255]
+            # A fresh tag each time: an earlier consumer of this channel may still be
+            # between basic.cancel and cancel-ok.
+            self.consumer_serial += 1
+            tag = f"{self.layer.instance}.{self.consumer_serial}.{reader.channel}"[:255]
 
             async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
                 self._on_worker_message(reader, generation, message)
 
             consumer = link.consumer
-            if tag in getattr(consumer, "consumers", {}):
-                reader.consumer_tag = tag
-                return
             reader.consumer_tag = tag  # deliveries may run before basic_consume returns
             await consumer.basic_consume(self._queue(reader.channel), on_message, consumer_tag=tag)
         except CHANNEL_ERRORS as exc:
@@ -550,15 +555,17 @@ class _Core:
             self.memberships[(group, channel)] = deadline
             heapq.heappush(self.deadlines, (deadline, group, channel))
             return
-        instance, suffix = _split_local(channel)
+        instance = _instance_of(channel)
         if instance == self.layer.instance:
-            self._join_local(group, suffix)
-            self.bound_groups.discard(group)
-            await self._bind_process_queue(link, group)
+            bound = group in self.bound_groups
+            self._join_local(group, channel)
+            if not bound:
+                self.bound_groups.discard(group)
+                await self._bind_process_queue(link, group)
             return
-        await self._join_foreign(link, group, instance, suffix)
+        await self._join_foreign(link, group, instance, channel)
 
-    async def _join_foreign(self, link: Link, group: str, instance: str, suffix: str) -> None:
+    async def _join_foreign(self, link: Link, group: str, instance: str, channel: str) -> None:
         queue = f"{self.options.prefix}.p.{instance}"
         try:
             await link.call(
@@ -566,7 +573,7 @@ class _Core:
             )
         except aiormq.ChannelNotFoundEntity:
             return  # that process is gone: its channels receive nothing any more
-        properties = self._properties({"k": JOIN, "g": group, "c": suffix})
+        properties = self._properties({"k": JOIN, "g": group, "c": channel})
         with contextlib.suppress(aiormq.PublishError):
             await self._publish(link, b"", "", queue, properties, mandatory=True)
 
@@ -576,11 +583,11 @@ class _Core:
             self.memberships.pop((group, channel), None)
             await self._unbind_worker(link, group, channel)
             return
-        instance, suffix = _split_local(channel)
+        instance = _instance_of(channel)
         if instance == self.layer.instance:
-            self._leave_local(group, suffix)
+            self._leave_local(group, channel)
             return
-        properties = self._properties({"k": LEAVE, "g": group, "c": suffix})
+        properties = self._properties({"k": LEAVE, "g": group, "c": channel})
         queue = f"{self.options.prefix}.p.{instance}"
         with contextlib.suppress(aiormq.PublishError):
             await self._publish(link, b"", "", queue, properties, mandatory=True)
@@ -613,14 +620,14 @@ class _Core:
 
     def _sweep_local(self) -> None:
         now, clock = now_ms(), time.monotonic()
-        for suffix, box in list(self.local_boxes.items()):
+        for channel, box in list(self.local_boxes.items()):
             if box.items and box.items[0].expires <= now:
                 box.items = type(box.items)(item for item in box.items if item.expires > now)
             if box.idle():
-                del self.local_boxes[suffix]
+                del self.local_boxes[channel]
         for group, members in list(self.local_groups.items()):
-            for suffix in [name for name, deadline in members.items() if deadline <= clock]:
-                del members[suffix]
+            for channel in [name for name, deadline in members.items() if deadline <= clock]:
+                del members[channel]
             if not members:
                 self._unbind_group_soon(group)
 
@@ -679,8 +686,8 @@ class _Core:
 
     def buffered(self, channel: str) -> Mailbox | None:
         if "!" in channel:
-            instance, suffix = _split_local(channel)
-            return self.local_boxes.get(suffix) if instance == self.layer.instance else None
+            mine = _instance_of(channel) == self.layer.instance
+            return self.local_boxes.get(channel) if mine else None
         reader = self.readers.get(channel)
         return reader.mailbox if reader is not None else None
 

@@ -43,6 +43,9 @@ logger = logging.getLogger("headrace.layers.rabbitmq")
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
 CONNECT_ATTEMPT_TIMEOUT = 5.0
+SETUP_TIMEOUT = 20.0
+"""A connect plus re-declaration that takes longer is abandoned and tried again (a broker
+still recovering its queues after a crash can leave a declaration unanswered)."""
 
 RETRYABLE: tuple[type[BaseException], ...] = (
     aiormq.AMQPConnectionError,
@@ -75,12 +78,14 @@ class Link:
         prefetch: int,
         on_connected: Callable[[Link], Awaitable[None]],
         on_lost: Callable[[], None],
+        on_ready: Callable[[], None],
     ) -> None:
         self.urls = urls
         self.ssl_context = ssl_context
         self.prefetch = prefetch
         self.on_connected = on_connected
         self.on_lost = on_lost
+        self.on_ready = on_ready
         self.generation = 0
         self.connection: aiormq.abc.AbstractConnection | None = None
         self._publisher: Channel | None = None
@@ -120,10 +125,11 @@ class Link:
         attempt = 0
         while not self.closed:
             try:
-                await self._connect_any()
-                await self.on_connected(self)
-            except CONNECT_ERRORS as exc:
+                await asyncio.wait_for(self._connect_and_declare(), SETUP_TIMEOUT)
+            except Exception as exc:  # a broker error, or any failure: never stop healing
                 self.last_error = exc
+                if not isinstance(exc, CONNECT_ERRORS):
+                    logger.exception("setting up the RabbitMQ connection failed")
                 await self._drop_connection()
                 ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
                 attempt += 1
@@ -132,9 +138,10 @@ class Link:
                 continue
             attempt = 0
             self._ready.set()
+            self.on_ready()  # at once: nothing can slip between "ready" and this
             connection = self.connection
             assert connection is not None
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 await connection.closing
             if self.closed:
                 return
@@ -148,6 +155,10 @@ class Link:
         self._publisher = self._control = self._consumer = None
         self.connection = None
         self.on_lost()
+
+    async def _connect_and_declare(self) -> None:
+        await self._connect_any()
+        await self.on_connected(self)
 
     async def _connect_any(self) -> None:
         """Connect to the first URL that answers, in order (cluster failover)."""
@@ -174,7 +185,7 @@ class Link:
         connection, self.connection = self.connection, None
         self._publisher = self._control = self._consumer = None
         if connection is not None:
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 await connection.close()
 
     async def close(self) -> None:
@@ -225,15 +236,26 @@ class Link:
             asyncio.get_running_loop().create_task(connection.close())
 
     async def call(self, operation: Callable[[Channel], Awaitable[Any]]) -> Any:
-        """Run ``operation`` on the control channel; a channel error (the channel closes)
-        is raised after the channel is reopened for the next call."""
+        """Run ``operation`` (an idempotent declaration) on the control channel.
+
+        A channel error (the broker closes the channel) is raised after the channel is
+        reopened for the next call. aiormq also closes a channel when one of its calls is
+        cancelled (a caller that gave up); a call that finds the channel closed that way,
+        with the connection alive, runs again once on a fresh channel."""
         channel = await self.control()
         try:
             return await operation(channel)
         except aiormq.ChannelClosed:
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 await self.control()
             raise
+        except aiormq.ChannelInvalidStateError:
+            connection = self.connection
+            if connection is None or connection.is_closed:
+                raise
+            if self._control is channel:
+                self._control = None
+        return await operation(await self.control())
 
 
 def _close_reason(connection: aiormq.abc.AbstractConnection) -> BaseException | None:
