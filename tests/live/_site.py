@@ -20,13 +20,39 @@ from tests.live._server import serve_app
 SETTINGS = "tests.live.site.settings"
 
 
-class Site:
-    """Environment of one isolated copy of the project (its own database and layer prefix)."""
+PG = ("127.0.0.1", 5432)
+PG_ADMIN = f"host={PG[0]} port={PG[1]} user=postgres dbname=test"
 
-    def __init__(self, tmp: Path, layer: str = "redis") -> None:
+
+def create_pg_database() -> str:
+    """A new, uniquely named PostgreSQL database (created from the ``test`` database)."""
+    require_service("PostgreSQL", *PG)
+    import psycopg
+
+    name = "headrace_live_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Site:
+    """Environment of one isolated copy of the project (its own database and layer prefix).
+
+    ``database`` is ``"sqlite"`` (a file under ``tmp``) or ``"postgresql"`` (a database created
+    for this site on the local PostgreSQL; :meth:`close` drops it)."""
+
+    def __init__(self, tmp: Path, layer: str = "redis", database: str = "sqlite") -> None:
         if layer == "redis":
             require_service("Redis", "127.0.0.1", 6379)
         self.layer = layer
+        self.database = database
         self.db = tmp / "live.sqlite3"
         self.prefix = "live" + uuid.uuid4().hex[:10]
         self.env = {
@@ -36,7 +62,19 @@ class Site:
             "LIVE_LAYER": layer,
             "LIVE_STATIC_ROOT": str(tmp / "static"),
         }
+        self.pg_name: str | None = None
+        if database == "postgresql":
+            self.pg_name = create_pg_database()
+            self.env["LIVE_PG_DB"] = self.pg_name
+        elif database != "sqlite":
+            raise ValueError(f"database must be 'sqlite' or 'postgresql', not {database!r}")
         self.server: ServerProcess | None = None
+
+    def close(self) -> None:
+        """Drop the site's PostgreSQL database, if it has one."""
+        if self.pg_name is not None:
+            drop_pg_database(self.pg_name)
+            self.pg_name = None
 
     def manage(self, *args: str, timeout: float = 60) -> str:
         result = subprocess.run(
@@ -89,12 +127,13 @@ def _base_env() -> dict[str, str]:
 
 
 @contextmanager
-def served_site(tmp: Path, layer: str = "redis") -> Iterator[Site]:
-    site = Site(tmp, layer)
-    site.migrate()
-    site.serve()
+def served_site(tmp: Path, layer: str = "redis", database: str = "sqlite") -> Iterator[Site]:
+    site = Site(tmp, layer, database)
     try:
+        site.migrate()
+        site.serve()
         yield site
     finally:
-        assert site.server is not None
-        site.server.stop()
+        if site.server is not None:
+            site.server.stop()
+        site.close()

@@ -1,5 +1,6 @@
 """ModelBinding + BindingConsumer end to end: Django views write through the ORM in the real
-server, the Redis layer carries the changes, ``websockets`` clients watch and write."""
+server, the Redis layer carries the changes, ``websockets`` clients watch and write. Each test
+runs on SQLite and on the local PostgreSQL (a database created for the module, dropped after)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from websockets.exceptions import ConnectionClosed
 from tests.live._site import Site, served_site
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with served_site(tmp_path_factory.mktemp("binding")) as running:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("binding")
+    with served_site(tmp, database=request.param) as running:
         yield running
 
 

@@ -1,8 +1,10 @@
 """The Django project of tests/live: cards bound to sockets, served by the real server.
 
 Each test run gets its own SQLite file (``LIVE_DB``) and layer prefix (``LIVE_PREFIX``);
-``LIVE_LAYER`` picks ``redis`` (default) or ``ipc``. With ``LIVE_ROUTING=1`` the layer has a
-``ROUTING`` (the 1.x side: the inbound 1.x binding through runworker).
+``LIVE_LAYER`` picks ``redis`` (default) or ``ipc``. With ``LIVE_PG_DB`` set, the database is
+that PostgreSQL database on 127.0.0.1:5432 (user postgres) instead of the SQLite file.
+With ``LIVE_ROUTING=1`` the layer has a ``ROUTING`` (the 1.x side: the inbound 1.x binding
+through runworker); ``LIVE_ROUTING=demux`` routes through the 1.x demultiplexer instead.
 """
 
 import os
@@ -29,6 +31,14 @@ DATABASES = {
         "OPTIONS": {"timeout": 20},
     }
 }
+if os.environ.get("LIVE_PG_DB"):
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ["LIVE_PG_DB"],
+        "USER": "postgres",
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 STATIC_URL = "/static/"
 STATIC_ROOT = os.environ.get("LIVE_STATIC_ROOT")
@@ -49,8 +59,11 @@ else:
         },
     }
 CHANNEL_LAYERS = {"default": _LAYER}
-if os.environ.get("LIVE_ROUTING") == "1":  # the Channels-1 side (runworker, 1.x runserver)
-    CHANNEL_LAYERS["default"]["ROUTING"] = "tests.live.site.routing.channel_routing"
+_ROUTINGS = {"1": "channel_routing", "demux": "demux_routing"}
+if os.environ.get("LIVE_ROUTING") in _ROUTINGS:  # the Channels-1 side (runworker, interface)
+    CHANNEL_LAYERS["default"]["ROUTING"] = (
+        "tests.live.site.routing." + _ROUTINGS[os.environ["LIVE_ROUTING"]]
+    )
 ASGI_APPLICATION = "tests.live.site.asgi.application"
 LOGGING = {
     "version": 1,
