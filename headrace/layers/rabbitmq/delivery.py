@@ -13,11 +13,11 @@ counter, so counting costs O(1) and memory is bounded).
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections import OrderedDict
 from typing import NamedTuple
+
+from headrace.layers.mailbox import Mailbox as SharedMailbox
 
 __all__ = ["Item", "Mailbox", "RateCounter", "Statistics", "now_ms"]
 
@@ -38,51 +38,8 @@ class Item(NamedTuple):
     generation: int  # connection generation the tag belongs to
 
 
-class Mailbox:
-    """Messages for one channel waiting in this process, and the receivers waiting for them."""
-
-    __slots__ = ("items", "waiters")
-
-    def __init__(self) -> None:
-        self.items: deque[Item] = deque()
-        self.waiters: deque[asyncio.Future[Item]] = deque()
-
-    def deliver(self, item: Item) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(item)
-                return
-        self.items.append(item)
-
-    def has_waiters(self) -> bool:
-        while self.waiters and self.waiters[0].done():
-            self.waiters.popleft()
-        return bool(self.waiters)
-
-    def idle(self) -> bool:
-        return not self.items and not self.has_waiters()
-
-    async def get(self, on_wait: Callable[[], None] | None = None) -> Item:
-        if self.items:
-            return self.items.popleft()
-        waiter: asyncio.Future[Item] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        if on_wait is not None:
-            on_wait()
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.items.appendleft(waiter.result())
-            else:
-                waiter.cancel()
-            raise
-
-    def take_all(self) -> list[Item]:
-        items = list(self.items)
-        self.items.clear()
-        return items
+Mailbox = SharedMailbox[Item]
+"""A mailbox of this layer's items (see :mod:`headrace.layers.mailbox`)."""
 
 
 class RateCounter:

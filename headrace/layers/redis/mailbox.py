@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from collections.abc import Callable
+
+from headrace.layers.mailbox import Mailbox as SharedMailbox
 
 __all__ = ["Inbox", "Item", "Mailbox", "QueueReader", "Settle", "now_ms"]
 
@@ -24,53 +24,8 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Mailbox:
-    """Messages for one channel waiting in this process, and the receivers waiting for them."""
-
-    __slots__ = ("items", "waiters")
-
-    def __init__(self) -> None:
-        self.items: deque[Item] = deque()
-        self.waiters: deque[asyncio.Future[Item]] = deque()
-
-    def deliver(self, item: Item) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(item)
-                return
-        self.items.append(item)
-
-    def has_waiters(self) -> bool:
-        while self.waiters and self.waiters[0].done():
-            self.waiters.popleft()
-        return bool(self.waiters)
-
-    def idle(self) -> bool:
-        return not self.items and not self.has_waiters()
-
-    async def get(self, on_wait: Callable[[], None] | None = None) -> Item:
-        if self.items:
-            return self.items.popleft()
-        waiter: asyncio.Future[Item] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        if on_wait is not None:
-            on_wait()
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.items.appendleft(waiter.result())
-            else:
-                waiter.cancel()
-            raise
-
-    def drop_expired(self, now: int) -> list[Item]:
-        """Remove and return the expired items (they may need settling)."""
-        expired = [item for item in self.items if item[0] <= now]
-        if expired:
-            self.items = deque(item for item in self.items if item[0] > now)
-        return expired
+Mailbox = SharedMailbox[Item]
+"""A mailbox of this layer's items (see :mod:`headrace.layers.mailbox`)."""
 
 
 class Inbox:
