@@ -117,7 +117,8 @@ def test_limit_max_requests_recycles_workers_without_errors() -> None:
     with supervised(*arguments, base_url=url, ready=1) as server, httpx.Client(timeout=WAIT) as c:
         pids = [get_pid(c, url) for _ in range(10)]
         assert len(set(pids)) >= 3
-        assert server.ready_count() >= 3
+        # Each recycled worker logs "is ready"; the log may trail the request it served.
+        server.wait_ready(3)
 
 
 def test_sigterm_lets_in_flight_requests_finish() -> None:
