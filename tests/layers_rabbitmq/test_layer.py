@@ -236,9 +236,10 @@ async def test_statistics(rabbitmq_url: str, rabbitmq_prefix: str) -> None:
         assert stats["channel_full_count"] == 1
         assert stats["messages_pending"] == 2
         # the rates count the last whole second: within two seconds they show the sends
-        figures = layer.statistics.figures
-        assert await eventually(lambda: figures("counted")["messages_count_per_second"] >= 1, 3)
-        assert await eventually(lambda: figures("counted")["channel_full_count_per_second"] >= 1, 3)
+        # (messages, messages per second, full, full per second)
+        counts = layer.statistics.channel_counts
+        assert await eventually(lambda: counts("counted")[1] >= 1, 3)
+        assert await eventually(lambda: counts("counted")[3] >= 1, 3)
         local_stats = await layer.channel_statistics(local)
         assert local_stats["messages_pending"] == 1
         assert local_stats["messages_max_age"] > 0
@@ -260,7 +261,7 @@ async def test_statistics(rabbitmq_url: str, rabbitmq_prefix: str) -> None:
         await layer.group_add("stats-room", local)
         await layer.group_send("stats-room", {"type": "fits"})
         await layer.group_send("stats-room", {"type": "over.capacity"})
-        await eventually(lambda: bool(layer.statistics.figures(local)["channel_full_count"]), WAIT)
+        await eventually(lambda: bool(layer.statistics.channel_counts(local)[2]), WAIT)
         local_stats = await layer.channel_statistics(local)
         assert local_stats["channel_full_count"] == 1  # counted by the receiving process
         assert local_stats["messages_pending"] == 2

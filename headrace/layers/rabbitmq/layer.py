@@ -59,9 +59,10 @@ wait up to ``connect_timeout`` and then raise :class:`RabbitMQUnavailable` (a
 ``ConnectionError``); a send is never retried after it reached the socket, so a lost
 confirmation cannot duplicate a message.
 
-*Statistics* (the ``statistics`` extension) count what this instance sent and refused, with
-the counts of the last whole second as rates; ``messages_pending`` asks the broker for
-worker-channel queue lengths (a passive declare) and adds what this process buffers.
+*Statistics* (the ``statistics`` extension) count what this instance sent and refused in the
+shared :class:`~headrace.layers.base.LayerStatistics`, with the last whole second as
+rates; ``messages_pending`` asks the broker for worker-channel queue lengths (a passive
+declare) and adds what this process buffers.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ from asgiref.sync import AsyncToSync
 from pamqp.commands import Basic
 
 from headrace.exceptions import ChannelFull
-from headrace.layers.base import BaseChannelLayer, LayerMessage
-from headrace.layers.rabbitmq.delivery import Item, Mailbox, Statistics, now_ms
+from headrace.layers.base import BaseChannelLayer, LayerMessage, LayerStatistics, statistics_of
+from headrace.layers.rabbitmq.delivery import Item, Mailbox, now_ms
 from headrace.layers.rabbitmq.link import CHANNEL_ERRORS, RETRYABLE, Link, RabbitMQUnavailable
 from headrace.layers.rabbitmq.settings import RabbitMQOptions, resolve_options
 
@@ -101,6 +102,9 @@ STATISTICS_QUEUE_LIMIT = 200
 LOCAL_QUEUE_EXPIRES_MS = 300_000
 
 DIRECT, GROUP, JOIN, LEAVE, FLUSH = "d", "g", "j", "l", "f"
+GROUP_SENDS = ""
+"""Where group sends are counted (members are not known here): in the totals only, since no
+channel is named ``""``."""
 
 
 def _encode(message: LayerMessage) -> bytes:
@@ -328,7 +332,7 @@ class _Core:
         await self._expire_memberships(link)
         properties = self._properties({"k": GROUP, "g": group})
         await self._publish(link, body, self.groups_exchange, group, properties)
-        self.layer.statistics.accepted(None)
+        self.layer.statistics.accepted(GROUP_SENDS)
 
     # ------------------------------------------------------------------ the process queue
 
@@ -649,7 +653,7 @@ class _Core:
                 self._want_consumer(reader)
         properties = self._properties({"k": FLUSH, "i": self.layer.instance})
         await self._publish(link, b"", self.control_exchange, "", properties)
-        self.layer.statistics.clear()
+        self.layer.statistics = LayerStatistics()
 
     def _forget_local(self) -> None:
         for box in self.local_boxes.values():
@@ -739,7 +743,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         self.options = resolve_options(config)
         super().__init__(**config)
         self.instance = self.random_suffix()
-        self.statistics = Statistics()
+        self.statistics = LayerStatistics()
         self._core: _Core | None = None
         self._bridge: _Bridge | None = None
         self._lock = threading.Lock()
@@ -855,15 +859,13 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         return await self._home(self._global_statistics)
 
     async def _global_statistics(self, core: _Core) -> dict[str, float]:
-        figures = self.statistics.figures(None)
         pending = 0
         for channel in sorted(core.known)[:STATISTICS_QUEUE_LIMIT]:
             pending += await core.pending_on_broker(channel)
         boxes = core.all_buffered()
         pending += sum(len(box.items) for box in boxes)
-        figures["messages_pending"] = pending
-        figures["messages_max_age"] = max((_age(box, self.expiry) for box in boxes), default=0.0)
-        return figures
+        max_age = max((_age(box, self.expiry) for box in boxes), default=0.0)
+        return statistics_of(self.statistics.global_counts(), pending, max_age)
 
     async def channel_statistics(self, channel: str) -> dict[str, float]:
         """The same for one channel."""
@@ -871,14 +873,12 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         return await self._home(lambda core: self._channel_statistics(core, channel))
 
     async def _channel_statistics(self, core: _Core, channel: str) -> dict[str, float]:
-        figures = self.statistics.figures(channel)
         box = core.buffered(channel)
         pending = len(box.items) if box is not None else 0
         if "!" not in channel:
             pending += await core.pending_on_broker(channel)
-        figures["messages_pending"] = pending
-        figures["messages_max_age"] = _age(box, self.expiry) if box is not None else 0.0
-        return figures
+        max_age = _age(box, self.expiry) if box is not None else 0.0
+        return statistics_of(self.statistics.channel_counts(channel), pending, max_age)
 
 
 def _expires(headers: dict[str, Any]) -> int:
