@@ -146,6 +146,16 @@ async def test_letters_chat_checks_the_origin(site: ExampleSite) -> None:
     assert refused.value.response.status_code == 403
 
 
+def wait_for_log(site: ExampleSite, text: str) -> bool:
+    """Whether ``text`` shows in the site's logs within the test deadline."""
+    deadline = time.monotonic() + WAIT
+    while text not in site.logs():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 async def test_generic_echo_and_multiplexer(site: ExampleSite) -> None:
     async with connect(site, "/generic/echo/") as socket:
         for text in ("one", "two", "three"):
@@ -163,10 +173,7 @@ async def test_generic_echo_and_multiplexer(site: ExampleSite) -> None:
         reply = json.loads(await recv(socket))
         assert reply == {"stream": "other", "payload": {"length": len(json.dumps({"b": 2}))}}
     # Another worker may have taken the bad frame: wait for its log line rather than race it.
-    deadline = time.monotonic() + WAIT
-    while "stream 'nowhere' not mapped" not in site.logs() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert "stream 'nowhere' not mapped" in site.logs()
+    assert wait_for_log(site, "stream 'nowhere' not mapped")
 
 
 async def test_routing_filters_send_post_poll_to_a_consumer(site: ExampleSite) -> None:
