@@ -7,7 +7,9 @@ answer they skip, unless ``HEADRACE_REQUIRE_SERVICES=1`` is set (CI), where they
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 
 import pytest
 
@@ -16,6 +18,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def terminate(process: subprocess.Popen[bytes], wait: float) -> int:
+    """SIGTERM ``process`` if it still runs and wait up to ``wait`` seconds for it, then
+    SIGKILL; its exit status (negative for a signal)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(wait)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(wait)
 
 
 def service_reachable(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -25,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any
+from pathlib import Path
 
 import atheris
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import ErrorRecorder, FindingError, MemoryTransport
 
 with atheris.instrument_imports():
     import h11
@@ -40,56 +43,6 @@ with atheris.instrument_imports():
 
 ALLOWED_STATUSES = frozenset({100, 101, 200, 400, 413, 426, 431, 501, 505})
 MAX_LOOP_TURNS = 200
-
-
-class FindingError(AssertionError):
-    """An input made the server misbehave."""
-
-
-class MemoryTransport(asyncio.Transport):
-    """Collects writes; reading/closing only flip flags."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.output = bytearray()
-        self.closed = False
-        self.eof_written = False
-        self.paused = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(
-            name, default
-        )
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.closed or self.eof_written:
-            raise FindingError("write after close")
-        self.output += data
-
-    def writelines(self, list_of_data: Any) -> None:
-        for data in list_of_data:
-            self.write(data)
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        self.eof_written = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
 
 
 METHODS: list[str] = []  # the methods of the requests the app saw, in order
@@ -114,15 +67,6 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body[:64], "more_body": True})
     await send({"type": "http.response.body", "body": body[64:]})
-
-
-class ErrorRecorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 LOOP = asyncio.new_event_loop()

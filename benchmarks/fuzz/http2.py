@@ -31,9 +31,12 @@ import logging
 import os
 import struct
 import sys
-from typing import Any
+from pathlib import Path
 
 import atheris  # type: ignore[import-untyped]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import ErrorRecorder, FindingError, MemoryTransport
 
 with atheris.instrument_imports():
     import hpack
@@ -81,54 +84,6 @@ RESET_CODES = frozenset(
 MAX_LOOP_TURNS = 200
 
 
-class FindingError(AssertionError):
-    """An input made the server misbehave."""
-
-
-class MemoryTransport(asyncio.Transport):
-    """Collects writes; reading/closing only flip flags."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.output = bytearray()
-        self.closed = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(
-            name, default
-        )
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.closed:
-            raise FindingError("write after close")
-        self.output += data
-
-    def writelines(self, list_of_data: Any) -> None:
-        for data in list_of_data:
-            self.write(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def can_write_eof(self) -> bool:
-        return False  # like TLS: a lingering close only reads and discards
-
-
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         if (await receive())["type"] == "websocket.connect":
@@ -151,15 +106,6 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body[:100], "more_body": True})
     await send({"type": "http.response.body", "body": body[100:]})
     await send({"type": "http.response.trailers", "headers": [(b"x-size", b"%d" % len(body))]})
-
-
-class ErrorRecorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 LOOP = asyncio.new_event_loop()
@@ -203,7 +149,7 @@ async def drive(data: bytes) -> None:
     """Feed the bytes in two reads inside the running loop, then hang up."""
     RECORDER.records.clear()
     state = ServerState(CONFIG, app)
-    transport = MemoryTransport()
+    transport = MemoryTransport(half_close=False)
     conn = Connection(state, LOOP, WIRES)
     conn.connection_made(transport)
     payload = client_bytes(data)

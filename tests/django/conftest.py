@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Generator, Iterator
 
-import django
 import pytest
 
-_SETTINGS_FROM_ENVIRONMENT = "DJANGO_SETTINGS_MODULE" in os.environ
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django.settings")
-django.setup()
-if not _SETTINGS_FROM_ENVIRONMENT:
-    # Configured now; keep the variable out of other test folders' subprocesses. (Our own
-    # subprocesses pass --settings, or get the module from the live-server case.)
-    del os.environ["DJANGO_SETTINGS_MODULE"]
+from tests.django_setup import migrated_database
 
-
-@pytest.fixture(scope="session", autouse=True)
-def migrated_database() -> Iterator[None]:
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-    yield
+__all__ = ["migrated_database"]
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from headrace.layers.base import BaseChannelLayer
-from tests.conftest import free_port
+from tests.conftest import free_port, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_ENV = "HEADRACE_INTERFACE_TEST"
@@ -108,14 +107,7 @@ class Process:
         self.process.wait(WAIT)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(WAIT)
-        return self.process.returncode
+        return terminate(self.process, WAIT)
 
     def close(self) -> None:
         self.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+
+from tests.conftest import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0
@@ -78,14 +79,7 @@ class Supervised:
         self.process.send_signal(signum)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(WAIT)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
+        return terminate(self.process, WAIT)
 
 
 @contextlib.contextmanager

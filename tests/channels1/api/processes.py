@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from headrace.asgi import AsgiChannelLayer
-from tests.conftest import free_port
+from tests.conftest import free_port, terminate
 
 REPO = Path(__file__).resolve().parents[3]
 SETTINGS = "examples.channels1.project.settings"
@@ -48,14 +47,7 @@ class Child:
         raise AssertionError(f"{text!r} not in the output of {self.argv}:\n{self.log()}")
 
     def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(WAIT)
-        return self.process.returncode
+        return terminate(self.process, WAIT)
 
 
 class ExampleSite:
