@@ -52,26 +52,3 @@ def require_service(name: str, host: str, port: int) -> None:
 @pytest.fixture
 def unused_port() -> int:
     return free_port()
-
-
-# A full run has twice ended with a segmentation fault *after* every test had passed and the
-# summary was printed: inside interpreter finalisation, with daemon threads (layer loops, worker
-# threads) still alive. Until that is found (see the session-4 note on the issues), end the
-# process as soon as pytest is done, with pytest's own exit status, skipping finalisation.
-_EXIT_STATUS: list[int] = []
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _EXIT_STATUS.append(int(exitstatus))
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if not _EXIT_STATUS or getattr(config, "workerinput", None) is not None:
-        return
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(_EXIT_STATUS[-1])

@@ -53,6 +53,7 @@ connection closing; messages of a channel nobody watches queue here as usual.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import fcntl
 import heapq
@@ -691,6 +692,13 @@ class HubHost:
         self._stop = None
 
     @classmethod
+    def _stop_all_at_exit(cls) -> None:
+        # Daemon threads still running an event loop while the interpreter finalises can
+        # crash it; stop every hub this process hosts first (atexit runs before that).
+        for host in list(cls._hosts.values()):
+            host.stop()
+
+    @classmethod
     def _after_fork_in_child(cls) -> None:
         for host in cls._hosts.values():
             host._release()
@@ -699,3 +707,4 @@ class HubHost:
 
 
 os.register_at_fork(after_in_child=HubHost._after_fork_in_child)
+atexit.register(HubHost._stop_all_at_exit)
