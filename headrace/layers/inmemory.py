@@ -33,6 +33,17 @@ append between a receiver's "empty" check and its registering as a waiter, leavi
 ``group_send`` copies the message once per member (cheaply: a shallow copy when every value is
 immutable, ``copy.deepcopy`` otherwise) and delivers synchronously; full members are skipped.
 
+History and presence (:mod:`headrace.layers.history`). A group with history has a
+:class:`~headrace.layers.history.HistoryLog` in ``self.history``; ``group_send`` appends a copy
+of the message (O(1)) and stamps each member's copy with ``[epoch, offset]``. A group with
+presence has ``self.presence[group] = {channel: (info, added at)}``, kept beside the membership:
+whatever removes a member (group_discard, group_expiry, a message lost to expiry) removes its
+presence and sends the leave event. Every member here belongs to this process, which refreshes
+them as long as it runs, so presence entries do not lapse while the layer lives; for tests,
+:meth:`InMemoryChannelLayer.stop_presence_heartbeat` makes the layer behave as a process whose
+heartbeat stopped: from then on an entry lapses ``ttl`` after it was last added, noticed (and its
+leave sent) by the next layer call.
+
 Channels' ``channel_capacity`` crash is fixed in :class:`~headrace.layers.base.BaseChannelLayer`,
 which compiles the patterns; capacities are looked up once per channel object.
 """
@@ -57,6 +68,16 @@ from headrace.layers.base import (
     Statistics,
     statistics_of,
 )
+from headrace.layers.history import (
+    POSITION_KEY,
+    PRESENCE_JOIN,
+    PRESENCE_LEAVE,
+    GroupHistory,
+    HistoryStore,
+    Position,
+    check_history_query,
+    presence_event,
+)
 
 __all__ = ["InMemoryChannelLayer"]
 
@@ -78,6 +99,26 @@ def _copier(message: LayerMessage) -> Callable[[LayerMessage], LayerMessage]:
         if not isinstance(value, _IMMUTABLE_SCALARS):
             return copy.deepcopy
     return dict
+
+
+def _stamping(
+    copier: Callable[[LayerMessage], LayerMessage], epoch: str, offset: int
+) -> Callable[[LayerMessage], LayerMessage]:
+    """``copier`` that also puts ``[epoch, offset]`` under POSITION_KEY in each copy."""
+
+    def copy_stamped(message: LayerMessage) -> LayerMessage:
+        copied = copier(message)
+        copied[POSITION_KEY] = [epoch, offset]
+        return copied
+
+    return copy_stamped
+
+
+def _history_copy(message: LayerMessage) -> LayerMessage:
+    """The copy of a sent message that history keeps (without a relayed position)."""
+    kept = copy_message(message)
+    kept.pop(POSITION_KEY, None)
+    return kept
 
 
 def _set_if_pending(waiter: asyncio.Future[None]) -> None:
@@ -128,7 +169,7 @@ class _Channel:
 class InMemoryChannelLayer(BaseChannelLayer):
     """Channel layer living in this process's memory; for tests and single-process apps."""
 
-    extensions: ClassVar[list[str]] = ["groups", "flush", "statistics"]
+    extensions: ClassVar[list[str]] = ["groups", "flush", "statistics", "history", "presence"]
 
     def __init__(
         self,
@@ -147,6 +188,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         )
         self._lock = threading.Lock()
         self.statistics = LayerStatistics()
+        self._heartbeat_stopped_at: float | None = None
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -156,6 +198,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._message_deadlines: deque[_Entry] = deque()
         self._group_deadlines: deque[tuple[float, str, str, int]] = deque()
         self._join_counter = 0
+        self.history = HistoryStore()
+        self.presence: dict[str, dict[str, tuple[LayerMessage, float]]] = {}
 
     # ------------------------------------------------------------------ channels
 
@@ -273,6 +317,21 @@ class InMemoryChannelLayer(BaseChannelLayer):
             members = self.groups.get(group)
             if members is not None and members.get(channel) == token:
                 self._remove_member(group, channel)
+        if self._heartbeat_stopped_at is not None:
+            self._expire_presence(self._heartbeat_stopped_at, now)
+
+    def _expire_presence(self, stopped_at: float, now: float) -> None:
+        """Without a heartbeat, a presence entry lapses ttl after it was last added."""
+        for group, roster in list(self.presence.items()):
+            settings = self.group_features.require_presence(group)
+            for channel, (_, added_at) in list(roster.items()):
+                if max(added_at, stopped_at) + settings.ttl <= now:
+                    self._remove_member(group, channel)
+
+    def stop_presence_heartbeat(self) -> None:
+        """Behave as a layer process whose heartbeat stopped (for tests of presence ttl)."""
+        with self._lock:
+            self._heartbeat_stopped_at = time.monotonic()
 
     def _leave_all_groups(self, channel: str) -> None:
         for group in list(self._memberships.get(channel, ())):
@@ -280,17 +339,42 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     # ------------------------------------------------------------------ groups
 
-    async def group_add(self, group: str, channel: str) -> None:
-        """Add ``channel`` to ``group``, or renew its membership for another group_expiry."""
+    async def group_add(self, group: str, channel: str, info: dict[str, Any] | None = None) -> None:
+        """Add ``channel`` to ``group``, or renew its membership for another group_expiry;
+        in a group with presence, record ``info`` (sending the join event on a first add)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        recorded = self._presence_info(info)
         with self._lock:
+            now = time.monotonic()
+            self._expire(now)
             self._join_counter += 1
             token = self._join_counter
             self.groups.setdefault(group, {})[channel] = token
             self._memberships.setdefault(channel, set()).add(group)
-            deadline = time.monotonic() + self.group_expiry
-            self._group_deadlines.append((deadline, group, channel, token))
+            self._group_deadlines.append((now + self.group_expiry, group, channel, token))
+            if self.group_features.presence:
+                self._record_presence(group, channel, recorded, now)
+
+    @staticmethod
+    def _presence_info(info: object) -> LayerMessage:
+        if info is None:
+            return {}
+        if not isinstance(info, dict):
+            raise TypeError(f"info must be a dict or None, not {type(info).__name__}")
+        return copy_message(info)
+
+    def _record_presence(self, group: str, channel: str, info: LayerMessage, now: float) -> None:
+        settings = self.group_features.presence_of(group)
+        if settings is None:
+            return
+        roster = self.presence.setdefault(group, {})
+        joined = channel not in roster
+        roster[channel] = (info, now)
+        if joined and settings.events:
+            self._fan_out(
+                list(self.groups[group]), presence_event(PRESENCE_JOIN, channel, info), now
+            )
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; nothing happens if it was not a member."""
@@ -308,21 +392,85 @@ class InMemoryChannelLayer(BaseChannelLayer):
             joined.discard(group)
             if not joined:
                 del self._memberships[channel]
+        if self.presence:
+            self._forget_presence(group, channel)
 
-    async def group_send(self, group: str, message: LayerMessage) -> None:
-        """Deliver a copy of ``message`` to every member; full members miss it silently."""
+    def _forget_presence(self, group: str, channel: str) -> None:
+        roster = self.presence.get(group)
+        entry = roster.pop(channel, None) if roster is not None else None
+        if entry is None:
+            return
+        if not roster:
+            del self.presence[group]
+        settings = self.group_features.presence_of(group)
+        remaining = self.groups.get(group)
+        if settings is not None and settings.events and remaining:
+            leave = presence_event(PRESENCE_LEAVE, channel, entry[0])
+            self._fan_out(list(remaining), leave, time.monotonic())
+
+    async def group_send(self, group: str, message: LayerMessage) -> Position | None:
+        """Deliver a copy of ``message`` to every member; full members miss it silently.
+        In a group with history, keep it and return its Position."""
         self.require_valid_message(message)
         self.require_valid_group_name(group)
+        history = self.group_features.history_of(group)
         with self._lock:
             now = time.monotonic()
             self._expire(now)
+            if history is None:
+                members = self.groups.get(group)
+                if members:
+                    self._fan_out(list(members), message, now)
+                return None
+            position = self.history.log_of(group, history, now).append(_history_copy(message), now)
             members = self.groups.get(group)
             if members:
-                self._fan_out(list(members), message, now)
+                self._fan_out(list(members), message, now, position)
+            return position
 
-    def _fan_out(self, names: list[str], message: LayerMessage, now: float) -> None:
+    async def group_history(
+        self, group: str, since: Position | None = None, limit: int | None = None
+    ) -> GroupHistory:
+        """The kept messages of ``group`` after ``since`` (see :class:`GroupHistory`)."""
+        self.require_valid_group_name(group)
+        settings = self.group_features.require_history(group)
+        check_history_query(since, limit)
+        with self._lock:
+            now = time.monotonic()
+            kept = self.history.log_of(group, settings, now).read(since, limit, now)
+        messages = [(offset, copy_message(message)) for offset, message in kept.messages]
+        return GroupHistory(kept.epoch, kept.offset, messages, kept.recovered)
+
+    async def group_presence(self, group: str) -> dict[str, dict[str, Any]]:
+        """``{channel: info}`` of the members of ``group`` (a group with presence)."""
+        self._require_presence(group)
+        with self._lock:
+            self._expire(time.monotonic())
+            roster = self.presence.get(group, {})
+            return {channel: copy_message(info) for channel, (info, _) in roster.items()}
+
+    async def group_presence_count(self, group: str) -> int:
+        """How many members ``group`` (a group with presence) has: O(1)."""
+        self._require_presence(group)
+        with self._lock:
+            self._expire(time.monotonic())
+            return len(self.presence.get(group, ()))
+
+    def _require_presence(self, group: str) -> None:
+        self.require_valid_group_name(group)
+        self.group_features.require_presence(group)
+
+    def _fan_out(
+        self,
+        names: list[str],
+        message: LayerMessage,
+        now: float,
+        position: Position | None = None,
+    ) -> None:
         """group_send's hot loop: _deliver inlined, one copy function and deadline for all."""
         copier = _copier(message)
+        if position is not None:
+            copier = _stamping(copier, position.epoch, position.offset)
         deadline = now + self.expiry
         channels = self.channels
         append_deadline = self._message_deadlines.append

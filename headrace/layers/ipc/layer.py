@@ -740,7 +740,7 @@ class IPCChannelLayer(BaseChannelLayer):
 
     # ---------------------------------------------------------------- groups
 
-    async def group_add(self, group: str, channel: str) -> None:
+    async def group_add(self, group: str, channel: str, info: dict[str, Any] | None = None) -> None:
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         expires_at = time.time() + self.group_expiry
