@@ -53,6 +53,7 @@ __all__ = [
     "Position",
     "PresenceSettings",
     "check_history_query",
+    "check_info",
     "new_epoch",
     "presence_event",
     "recovered_since",
@@ -137,6 +138,15 @@ def recovered_since(since: Position | None, epoch: str, newest: int, oldest_kept
     if since is None:
         return True
     return since.epoch == epoch and oldest_kept - 1 <= since.offset <= newest
+
+
+def check_info(info: object) -> dict[str, Any]:
+    """The presence info to record: ``info`` itself, {} for None; TypeError for a non-dict."""
+    if info is None:
+        return {}
+    if not isinstance(info, dict):
+        raise TypeError(f"info must be a dict or None, not {type(info).__name__}")
+    return info
 
 
 def check_history_query(since: object, limit: object) -> None:

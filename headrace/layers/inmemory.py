@@ -76,6 +76,7 @@ from headrace.layers.history import (
     HistoryStore,
     Position,
     check_history_query,
+    check_info,
     presence_event,
 )
 
@@ -344,7 +345,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         in a group with presence, record ``info`` (sending the join event on a first add)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        recorded = self._presence_info(info)
+        recorded = copy_message(check_info(info))
         with self._lock:
             now = time.monotonic()
             self._expire(now)
@@ -355,14 +356,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._group_deadlines.append((now + self.group_expiry, group, channel, token))
             if self.group_features.presence:
                 self._record_presence(group, channel, recorded, now)
-
-    @staticmethod
-    def _presence_info(info: object) -> LayerMessage:
-        if info is None:
-            return {}
-        if not isinstance(info, dict):
-            raise TypeError(f"info must be a dict or None, not {type(info).__name__}")
-        return copy_message(info)
 
     def _record_presence(self, group: str, channel: str, info: LayerMessage, now: float) -> None:
         settings = self.group_features.presence_of(group)
