@@ -80,6 +80,7 @@ from headrace.layers.history import (
     Position,
     check_history_query,
     check_info,
+    pop_member,
     presence_event,
 )
 
@@ -375,12 +376,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._forget_presence(group, channel)
 
     def _forget_presence(self, group: str, channel: str) -> None:
-        roster = self.presence.get(group)
-        entry = roster.pop(channel, None) if roster is not None else None
+        entry = pop_member(self.presence, group, channel)
         if entry is None:
             return
-        if not roster:
-            del self.presence[group]
         settings = self.group_features.presence_of(group)
         remaining = self.groups.get(group)
         if settings is not None and settings.events and remaining:
