@@ -20,14 +20,18 @@ from typing import Any
 from headrace.constants import DEFAULT_CHANNEL_LAYER
 from headrace.exceptions import ChannelFull, InvalidChannelLayerError
 from headrace.layers.base import BaseChannelLayer
+from headrace.layers.history import POSITION_KEY, GroupHistory, Position
 from headrace.layers.inmemory import InMemoryChannelLayer
 from headrace.utils import import_string
 
 __all__ = [
+    "POSITION_KEY",
     "BaseChannelLayer",
     "ChannelFull",
     "ChannelLayerManager",
+    "GroupHistory",
     "InMemoryChannelLayer",
+    "Position",
     "channel_layers",
     "get_channel_layer",
 ]

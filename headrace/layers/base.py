@@ -16,6 +16,10 @@ names and one kind of membership:
 * a **group** is a named set of channels (the ``groups`` extension). ``group_send`` sends a copy
   to every member and never raises for full members (they just miss the message). Membership
   lapses after ``group_expiry`` seconds unless renewed by another ``group_add``.
+* groups matching a ``history`` pattern keep their recent messages (``group_send`` returns
+  their :class:`~headrace.layers.history.Position`, ``group_history`` reads them); groups
+  matching a ``presence`` pattern record an ``info`` dict per member (the ``history`` and
+  ``presence`` extensions, see :mod:`headrace.layers.history` and docs/history-presence.md).
 
 Names are ASCII letters, digits, ``-``, ``_`` and ``.`` (channels may add one ``!`` and a
 suffix), shorter than :attr:`BaseChannelLayer.MAX_NAME_LENGTH` characters. Invalid names raise
@@ -43,7 +47,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from headrace.exceptions import InvalidChannelName
+from headrace.exceptions import ConfigError, InvalidChannelName
+from headrace.layers.history import GroupFeatures, GroupHistory, Position
 
 __all__ = [
     "BaseChannelLayer",
@@ -193,6 +198,8 @@ class BaseChannelLayer:
         capacity: int = 100,
         channel_capacity: Mapping[CapacityPattern, int] | None = None,
         group_expiry: float = 86400,
+        history: Mapping[str, Mapping[str, Any]] | None = None,
+        presence: Mapping[str, Mapping[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs:
@@ -204,6 +211,10 @@ class BaseChannelLayer:
         self.channel_capacity: list[tuple[re.Pattern[str], int]] = self.compile_capacities(
             channel_capacity or {}
         )
+        self.group_features = GroupFeatures(history, presence)
+        for option in ("history", "presence"):
+            if getattr(self.group_features, option) and option not in self.extensions:
+                raise ConfigError(f"{type(self).__name__} does not support the {option!r} option")
 
     # ------------------------------------------------------------------ capacity
 
@@ -327,17 +338,35 @@ class BaseChannelLayer:
         """Drop every message and group membership (the ``flush`` extension)."""
         raise NotImplementedError("flush() not implemented (flush extension)")
 
-    async def group_add(self, group: str, channel: str) -> None:
-        """Add ``channel`` to ``group`` (or renew its membership)."""
+    async def group_add(self, group: str, channel: str, info: dict[str, Any] | None = None) -> None:
+        """Add ``channel`` to ``group`` (or renew its membership). In a group with presence,
+        record ``info`` ({} when None) for it; re-adding replaces the info (no new join)."""
         raise NotImplementedError("group_add() not implemented (groups extension)")
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; no error if it was not a member."""
         raise NotImplementedError("group_discard() not implemented (groups extension)")
 
-    async def group_send(self, group: str, message: LayerMessage) -> None:
-        """Send a copy of ``message`` to every member of ``group``; full members are skipped."""
+    async def group_send(self, group: str, message: LayerMessage) -> Position | None:
+        """Send a copy of ``message`` to every member of ``group``; full members are skipped.
+        In a group with history the message is kept, members get it with
+        ``[epoch, offset]`` under ``POSITION_KEY``, and its Position is returned (else None)."""
         raise NotImplementedError("group_send() not implemented (groups extension)")
+
+    async def group_history(
+        self, group: str, since: Position | None = None, limit: int | None = None
+    ) -> GroupHistory:
+        """The kept messages of ``group`` after ``since`` (all kept when None), oldest first,
+        at most ``limit`` of them (the oldest); ValueError when the group has no history."""
+        raise NotImplementedError("group_history() not implemented (history extension)")
+
+    async def group_presence(self, group: str) -> dict[str, dict[str, Any]]:
+        """``{channel: info}`` of the live members of ``group`` (a group with presence)."""
+        raise NotImplementedError("group_presence() not implemented (presence extension)")
+
+    async def group_presence_count(self, group: str) -> int:
+        """How many live members ``group`` has, without fetching them."""
+        raise NotImplementedError("group_presence_count() not implemented (presence extension)")
 
     async def global_statistics(self) -> Statistics:
         """Statistics over every channel (the ``statistics`` extension): ``messages_count``

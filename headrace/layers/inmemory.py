@@ -18,6 +18,9 @@ O(channels + members) on every call as in Channels 4.3 (where a 5,000-member gro
 seconds). Expiry runs on ``receive`` and ``group_send``, and on ``send`` only when the target
 looks full, so expired messages never cause ChannelFull. As in Channels, a channel that loses a
 message to expiry is removed from its groups, found through a reverse index, not by scanning.
+The same pass drops the already received entries at the left of the global deque (up to the
+oldest pending one), so received messages are released at once in the usual case, not held
+until their deadline.
 
 Group memberships work the same way: one global deque of ``(deadline, group, channel, token)``
 in join order; a renewed ``group_add`` gets a new token, so stale deque records are ignored.
@@ -32,6 +35,17 @@ append between a receiver's "empty" check and its registering as a waiter, leavi
 
 ``group_send`` copies the message once per member (cheaply: a shallow copy when every value is
 immutable, ``copy.deepcopy`` otherwise) and delivers synchronously; full members are skipped.
+
+History and presence (:mod:`headrace.layers.history`). A group with history has a
+:class:`~headrace.layers.history.HistoryLog` in ``self.history``; ``group_send`` appends a copy
+of the message (O(1)) and stamps each member's copy with ``[epoch, offset]``. A group with
+presence has ``self.presence[group] = {channel: (info, added at)}``, kept beside the membership:
+whatever removes a member (group_discard, group_expiry, a message lost to expiry) removes its
+presence and sends the leave event. Every member here belongs to this process, which refreshes
+them as long as it runs, so presence entries do not lapse while the layer lives; for tests,
+:meth:`InMemoryChannelLayer.stop_presence_heartbeat` makes the layer behave as a process whose
+heartbeat stopped: from then on an entry lapses ``ttl`` after it was last added, noticed (and its
+leave sent) by the next layer call.
 
 Channels' ``channel_capacity`` crash is fixed in :class:`~headrace.layers.base.BaseChannelLayer`,
 which compiles the patterns; capacities are looked up once per channel object.
@@ -56,6 +70,18 @@ from headrace.layers.base import (
     LayerStatistics,
     Statistics,
     statistics_of,
+)
+from headrace.layers.history import (
+    POSITION_KEY,
+    PRESENCE_JOIN,
+    PRESENCE_LEAVE,
+    GroupHistory,
+    HistoryStore,
+    Position,
+    check_history_query,
+    check_info,
+    pop_member,
+    presence_event,
 )
 
 __all__ = ["InMemoryChannelLayer"]
@@ -128,7 +154,7 @@ class _Channel:
 class InMemoryChannelLayer(BaseChannelLayer):
     """Channel layer living in this process's memory; for tests and single-process apps."""
 
-    extensions: ClassVar[list[str]] = ["groups", "flush", "statistics"]
+    extensions: ClassVar[list[str]] = ["groups", "flush", "statistics", "history", "presence"]
 
     def __init__(
         self,
@@ -147,6 +173,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         )
         self._lock = threading.Lock()
         self.statistics = LayerStatistics()
+        self._heartbeat_stopped_at: float | None = None
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -156,6 +183,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._message_deadlines: deque[_Entry] = deque()
         self._group_deadlines: deque[tuple[float, str, str, int]] = deque()
         self._join_counter = 0
+        self.history: HistoryStore[LayerMessage] = HistoryStore()
+        self.presence: dict[str, dict[str, tuple[LayerMessage, float]]] = {}
 
     # ------------------------------------------------------------------ channels
 
@@ -264,6 +293,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 target.entries.popleft()
                 self._drop_if_idle(name, target)
                 self._leave_all_groups(name)
+        # Received entries in front of the oldest pending one go too, so a received message
+        # is not held (and scanned by the garbage collector) until its deadline.
+        self._oldest_deadline()
         self._expire_memberships(now)
 
     def _expire_memberships(self, now: float) -> None:
@@ -273,6 +305,21 @@ class InMemoryChannelLayer(BaseChannelLayer):
             members = self.groups.get(group)
             if members is not None and members.get(channel) == token:
                 self._remove_member(group, channel)
+        if self._heartbeat_stopped_at is not None:
+            self._expire_presence(self._heartbeat_stopped_at, now)
+
+    def _expire_presence(self, stopped_at: float, now: float) -> None:
+        """Without a heartbeat, a presence entry lapses ttl after it was last added."""
+        for group, roster in list(self.presence.items()):
+            settings = self.group_features.require_presence(group)
+            for channel, (_, added_at) in list(roster.items()):
+                if max(added_at, stopped_at) + settings.ttl <= now:
+                    self._remove_member(group, channel)
+
+    def stop_presence_heartbeat(self) -> None:
+        """Behave as a layer process whose heartbeat stopped (for tests of presence ttl)."""
+        with self._lock:
+            self._heartbeat_stopped_at = time.monotonic()
 
     def _leave_all_groups(self, channel: str) -> None:
         for group in list(self._memberships.get(channel, ())):
@@ -280,17 +327,34 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     # ------------------------------------------------------------------ groups
 
-    async def group_add(self, group: str, channel: str) -> None:
-        """Add ``channel`` to ``group``, or renew its membership for another group_expiry."""
+    async def group_add(self, group: str, channel: str, info: dict[str, Any] | None = None) -> None:
+        """Add ``channel`` to ``group``, or renew its membership for another group_expiry;
+        in a group with presence, record ``info`` (sending the join event on a first add)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        recorded = copy_message(check_info(info))
         with self._lock:
+            now = time.monotonic()
+            self._expire(now)
             self._join_counter += 1
             token = self._join_counter
             self.groups.setdefault(group, {})[channel] = token
             self._memberships.setdefault(channel, set()).add(group)
-            deadline = time.monotonic() + self.group_expiry
-            self._group_deadlines.append((deadline, group, channel, token))
+            self._group_deadlines.append((now + self.group_expiry, group, channel, token))
+            if self.group_features.presence:
+                self._record_presence(group, channel, recorded, now)
+
+    def _record_presence(self, group: str, channel: str, info: LayerMessage, now: float) -> None:
+        settings = self.group_features.presence_of(group)
+        if settings is None:
+            return
+        roster = self.presence.setdefault(group, {})
+        joined = channel not in roster
+        roster[channel] = (info, now)
+        if joined and settings.events:
+            self._fan_out(
+                list(self.groups[group]), presence_event(PRESENCE_JOIN, channel, info), now
+            )
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; nothing happens if it was not a member."""
@@ -308,21 +372,89 @@ class InMemoryChannelLayer(BaseChannelLayer):
             joined.discard(group)
             if not joined:
                 del self._memberships[channel]
+        if self.presence:
+            self._forget_presence(group, channel)
 
-    async def group_send(self, group: str, message: LayerMessage) -> None:
-        """Deliver a copy of ``message`` to every member; full members miss it silently."""
+    def _forget_presence(self, group: str, channel: str) -> None:
+        entry = pop_member(self.presence, group, channel)
+        if entry is None:
+            return
+        settings = self.group_features.presence_of(group)
+        remaining = self.groups.get(group)
+        if settings is not None and settings.events and remaining:
+            leave = presence_event(PRESENCE_LEAVE, channel, entry[0])
+            self._fan_out(list(remaining), leave, time.monotonic())
+
+    async def group_send(self, group: str, message: LayerMessage) -> Position | None:
+        """Deliver a copy of ``message`` to every member; full members miss it silently.
+        In a group with history, keep it and return its Position."""
         self.require_valid_message(message)
         self.require_valid_group_name(group)
+        history = self.group_features.history_of(group)
         with self._lock:
             now = time.monotonic()
             self._expire(now)
+            if history is None:
+                members = self.groups.get(group)
+                if members:
+                    self._fan_out(list(members), message, now)
+                return None
+            copier = _copier(message)
+            kept = copier(message)  # history's own copy, without a relayed position
+            if POSITION_KEY in kept:
+                del kept[POSITION_KEY]
+            position = self.history.log_of(group, history, now).append(kept, now)
             members = self.groups.get(group)
             if members:
-                self._fan_out(list(members), message, now)
+                self._fan_out(list(members), message, now, copier, position)
+            return position
 
-    def _fan_out(self, names: list[str], message: LayerMessage, now: float) -> None:
-        """group_send's hot loop: _deliver inlined, one copy function and deadline for all."""
-        copier = _copier(message)
+    async def group_history(
+        self, group: str, since: Position | None = None, limit: int | None = None
+    ) -> GroupHistory:
+        """The kept messages of ``group`` after ``since`` (see :class:`GroupHistory`)."""
+        self.require_valid_group_name(group)
+        settings = self.group_features.require_history(group)
+        check_history_query(since, limit)
+        with self._lock:
+            epoch, newest, kept, recovered = self.history.read(
+                group, settings, since, limit, time.monotonic()
+            )
+        messages = [(offset, copy_message(message)) for offset, message in kept]
+        return GroupHistory(epoch, newest, messages, recovered)
+
+    async def group_presence(self, group: str) -> dict[str, dict[str, Any]]:
+        """``{channel: info}`` of the members of ``group`` (a group with presence)."""
+        self._require_presence(group)
+        with self._lock:
+            self._expire(time.monotonic())
+            roster = self.presence.get(group, {})
+            return {channel: copy_message(info) for channel, (info, _) in roster.items()}
+
+    async def group_presence_count(self, group: str) -> int:
+        """How many members ``group`` (a group with presence) has: O(1)."""
+        self._require_presence(group)
+        with self._lock:
+            self._expire(time.monotonic())
+            return len(self.presence.get(group, ()))
+
+    def _require_presence(self, group: str) -> None:
+        self.require_valid_group_name(group)
+        self.group_features.require_presence(group)
+
+    def _fan_out(
+        self,
+        names: list[str],
+        message: LayerMessage,
+        now: float,
+        copier: Callable[[LayerMessage], LayerMessage] | None = None,
+        position: Position | None = None,
+    ) -> None:
+        """group_send's hot loop: _deliver inlined, one copy function and deadline for all;
+        with ``position``, each copy gets its own ``[epoch, offset]`` list."""
+        if copier is None:
+            copier = _copier(message)
+        epoch, offset = (None, 0) if position is None else (position.epoch, position.offset)
         deadline = now + self.expiry
         channels = self.channels
         append_deadline = self._message_deadlines.append
@@ -335,7 +467,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 refused(name)
                 continue
             accepted(name)
-            entry = (deadline, name, copier(message))
+            copied = copier(message)
+            if epoch is not None:
+                copied[POSITION_KEY] = [epoch, offset]
+            entry = (deadline, name, copied)
             target.entries.append(entry)
             append_deadline(entry)
             if target.waiters:
