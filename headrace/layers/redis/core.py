@@ -42,6 +42,7 @@ connection broke.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, cast
@@ -321,6 +322,75 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def _receive(self, channel: str) -> bytes:
         return await self._receive_in(await self._resources(), channel)
+
+    async def receive_any(self, channels: Sequence[str]) -> tuple[str, LayerMessage] | None:
+        """The next unexpired message of any of the normal ``channels``, as ``(channel,
+        message)``: ONE blocking pop over all their lists, in a random order each call (so a
+        busy channel cannot starve a quiet one). Exactly one message leaves Redis per call, and
+        a cancelled call leaves it there (:class:`BlockingPopper`), so a caller that receives
+        only when it is free holds nothing but what it is working on (the Channels-1 worker).
+        ``None`` when one pop cannot do it (a process-local channel, channels on several
+        shards): receive them one by one then."""
+        names = list(channels)
+        for name in names:
+            self.require_valid_channel_name(name)
+        if not names or any("!" in name for name in names):
+            return None
+        shard = self.shard_of(names[0])
+        if any(self.shard_of(name) != shard for name in names[1:]):
+            return None
+        resources = await self._bridged(self._resources)
+        buffered = self._take_buffered(resources, names)
+        if buffered is not None:
+            return buffered[0], self.serializer.deserialize(buffered[1])
+        random.shuffle(names)
+        _, base = self._client(resources, shard)
+        keys = {f"{base}:c:{name}": name for name in names}
+        key, payload = await self._pop_any(resources, shard, keys)
+        return keys[key], self.serializer.deserialize(payload)
+
+    async def _pop_any(
+        self, resources: _CoreLoop, shard: int, keys: Mapping[str, str]
+    ) -> tuple[str, bytes]:
+        """BLPOP over ``keys`` until an unexpired element comes; its key and payload."""
+        command = ("BLPOP", *keys, self._block_seconds())
+        backoff = Backoff()
+        popper: BlockingPopper | None = None
+        try:
+            while True:
+                try:
+                    server = self._server_of(resources, shard, next(iter(keys)))
+                    popper = popper or resources.poppers.acquire(server)
+                    popped = await popper.pop(_taken, *command)
+                except _POP_ERRORS:
+                    raise_if_cancelling()
+                    _discard(popper)
+                    popper = None
+                    await backoff.wait()
+                    continue
+                backoff.reset()
+                if popped:
+                    key, (element,) = _taken(popped)
+                    expires, _, payload = scripts.parse_element(element)
+                    if expires > now_ms():
+                        return key, payload
+                raise_if_cancelling()
+        finally:
+            if popper is not None:
+                resources.poppers.release(popper)
+
+    @staticmethod
+    def _take_buffered(resources: _CoreLoop, names: Sequence[str]) -> tuple[str, bytes] | None:
+        """An unexpired message this loop already holds for one of ``names`` (given back by a
+        receive that left), first in line."""
+        now = now_ms()
+        for name in names:
+            reader = resources.readers.get(name)
+            while reader is not None and reader.mailbox.items:
+                expires, payload, _ = reader.mailbox.items.popleft()
+                if expires > now:
+                    return name, payload
+        return None
 
     async def _receive_in(self, resources: _CoreLoop, channel: str) -> bytes:
         if "!" in channel:
