@@ -340,7 +340,12 @@ class RoutingWorker(ChannelWorker):
 
 class ConsumerLoop(threading.Thread):
     """One consumer thread of ``worker`` driving its own event loop (see the module docs);
-    ``on_failure`` is called (in this thread) with an error that ends it."""
+    ``on_failure`` is called (in this thread) with an error that ends it.
+
+    A consumer's sends start as a task when it returns, and the thread goes on to its next
+    receive in the same loop turn: over Redis the replies and the next ``BLPOP`` leave in one
+    write on one connection (Redis runs them in that order). The next consumer's sends wait for
+    the previous ones, and stopping waits for them too, so nothing is lost or reordered."""
 
     def __init__(
         self, worker: RoutingWorker, number: int, on_failure: Callable[[BaseException], None]
@@ -353,6 +358,7 @@ class ConsumerLoop(threading.Thread):
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._receiving: asyncio.Task[Any] | None = None
+        self._sending: asyncio.Task[None] | None = None
 
     def run(self) -> None:
         from headrace.server.server import loop_factory  # the server's loop choice
@@ -373,6 +379,7 @@ class ConsumerLoop(threading.Thread):
             self._on_failure(exc)
         finally:
             with contextlib.suppress(Exception):
+                self._finish_sending(loop)
                 loop.run_until_complete(self._stash.give_back(self.worker.channel_layer))
             finish_loop(loop)
 
@@ -393,9 +400,17 @@ class ConsumerLoop(threading.Thread):
     def _consume(
         self, loop: asyncio.AbstractEventLoop, channel: str, content: LayerMessage
     ) -> None:
+        """Run the consumer; start its sends, which go out with the next receive (see the
+        class docs), after the previous message's sends are done (order across messages)."""
         held = self.worker.consume(channel, content)
+        self._finish_sending(loop)
         if held:
-            loop.run_until_complete(self.worker.send_held(channel, held))
+            self._sending = loop.create_task(self.worker.send_held(channel, held))
+
+    def _finish_sending(self, loop: asyncio.AbstractEventLoop) -> None:
+        sending, self._sending = self._sending, None
+        if sending is not None and not sending.done():
+            loop.run_until_complete(sending)
 
     def stop(self) -> None:
         """Finish the message in hand, then end (a waiting receive is cancelled)."""

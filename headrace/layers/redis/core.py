@@ -110,6 +110,7 @@ class _CoreLoop(LoopResources):
         self.flush_task: asyncio.Task[None] | None = None
         self.settle_lock = asyncio.Lock()
         self.poppers = PopperPool()
+        self.shared_poppers: dict[int, BlockingPopper] = {}
         self.node_servers: dict[str, aioredis.Redis] = {}
 
     def node_server(self, spec: HostSpec) -> aioredis.Redis:
@@ -268,7 +269,8 @@ class RedisChannelLayer(BaseChannelLayer):
         await self._send_in(await self._resources(), channel, payload)
 
     async def _send_in(self, resources: _CoreLoop, channel: str, payload: bytes) -> None:
-        client, base = self._client(resources, self.shard_of(channel))
+        shard = self.shard_of(channel)
+        client, base = self._client(resources, shard)
         ttl, dedupe_ttl = self._ttls()
         dedupe = f"{base}:d:{secrets.token_hex(8)}"
         capacity = self.get_capacity(channel)
@@ -289,7 +291,11 @@ class RedisChannelLayer(BaseChannelLayer):
             args = [now, element, capacity, ttl, dedupe_ttl]
             script = _SEND
         args += tail
-        accepted = await self._retry(lambda: script(client, keys, args))
+        lean = resources.lean(self._shards[shard][0])
+        if lean is not None:
+            accepted = await self._retry(lambda: script.run_lean(lean, keys, args))
+        else:
+            accepted = await self._retry(lambda: script(client, keys, args))
         if not accepted:
             raise ChannelFull(f"channel {channel!r} is full ({capacity} messages)")
 
@@ -354,30 +360,49 @@ class RedisChannelLayer(BaseChannelLayer):
     ) -> tuple[str, bytes]:
         """BLPOP over ``keys`` until an unexpired element comes; its key and payload."""
         command = ("BLPOP", *keys, self._block_seconds())
+        first_key = next(iter(keys))
         backoff = Backoff()
-        popper: BlockingPopper | None = None
-        try:
-            while True:
-                try:
-                    server = self._server_of(resources, shard, next(iter(keys)))
-                    popper = popper or resources.poppers.acquire(server)
-                    popped = await popper.pop(_taken, *command)
-                except _POP_ERRORS:
-                    raise_if_cancelling()
-                    _discard(popper)
-                    popper = None
-                    await backoff.wait()
-                    continue
-                backoff.reset()
-                if popped:
-                    key, (element,) = _taken(popped)
-                    expires, _, payload = scripts.parse_element(element)
-                    if expires > now_ms():
-                        return key, payload
+        while True:
+            popper = None
+            try:
+                popper = self._any_popper(resources, shard, first_key)
+                popped = await popper.pop(_taken, *command)
+            except _POP_ERRORS:
                 raise_if_cancelling()
-        finally:
-            if popper is not None:
-                resources.poppers.release(popper)
+                _discard(popper)
+                await backoff.wait()
+                continue
+            finally:
+                if popper is not None:
+                    self._release_any_popper(resources, popper)
+            backoff.reset()
+            if popped:
+                key, (element,) = _taken(popped)
+                expires, _, payload = scripts.parse_element(element)
+                if expires > now_ms():
+                    return key, payload
+            raise_if_cancelling()
+
+    def _any_popper(self, resources: _CoreLoop, shard: int, key: str) -> BlockingPopper:
+        """The popper of one :meth:`receive_any`: on a plain server the one sharing the loop's
+        lean connection (a worker's replies and its next pop go out in one write) unless
+        another receive uses it; else one of the loop's own."""
+        lean = resources.lean(self._shards[shard][0])
+        if lean is not None:
+            popper = resources.shared_poppers.get(id(lean))
+            if popper is None:
+                popper = resources.shared_poppers[id(lean)] = BlockingPopper(lean.client, lean)
+            if not popper.in_use:
+                popper.in_use = True
+                return popper
+        return resources.poppers.acquire(self._server_of(resources, shard, key))
+
+    @staticmethod
+    def _release_any_popper(resources: _CoreLoop, popper: BlockingPopper) -> None:
+        if popper.shared is not None:
+            popper.in_use = False
+        else:
+            resources.poppers.release(popper)
 
     @staticmethod
     def _take_buffered(resources: _CoreLoop, names: Sequence[str]) -> tuple[str, bytes] | None:
