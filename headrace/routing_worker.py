@@ -275,7 +275,8 @@ class RoutingWorker(ChannelWorker):
             logger.warning("No route for a message on %r (path %r)", channel, content.get("path"))
             return None
         consumer, kwargs = match
-        logger.debug("Dispatching a message on %r to %s", channel, consumer_name(consumer))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Dispatching a message on %r to %s", channel, consumer_name(consumer))
         with recorded_sends() as held:
             try:
                 self.call_consumer(consumer, message, kwargs)

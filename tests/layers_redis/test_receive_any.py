@@ -24,13 +24,17 @@ async def pair(system_redis: tuple[str, int]) -> Any:
     await close_and_drop(system_redis, prefix, *layers)
 
 
+async def send_numbered(layer: RedisChannelLayer, *channels: str) -> None:
+    """Send ``{"type": "job", "n": 1, 2, ...}`` to ``channels`` in turn."""
+    for number, channel in enumerate(channels, 1):
+        await layer.send(channel, {"type": "job", "n": number})
+
+
 async def test_each_call_takes_one_message_of_any_channel(
     pair: list[RedisChannelLayer],
 ) -> None:
     receiver, sender = pair
-    await sender.send("any.a", {"type": "a", "n": 1})
-    await sender.send("any.b", {"type": "b", "n": 2})
-    await sender.send("any.a", {"type": "a", "n": 3})
+    await send_numbered(sender, "any.a", "any.b", "any.a")
     taken = []
     for _ in range(3):
         answer = await asyncio.wait_for(receiver.receive_any(["any.a", "any.b", "any.c"]), TIMEOUT)
@@ -48,11 +52,10 @@ async def test_what_one_call_does_not_take_stays_for_another_process(
     pair: list[RedisChannelLayer],
 ) -> None:
     first, second = pair
-    await first.send("stay.x", {"type": "x", "n": 1})
-    await first.send("stay.x", {"type": "x", "n": 2})
+    await send_numbered(first, "stay.x", "stay.x")
     answer = await asyncio.wait_for(first.receive_any(["stay.x", "stay.y"]), TIMEOUT)
-    assert answer == ("stay.x", {"type": "x", "n": 1})
-    assert await asyncio.wait_for(second.receive("stay.x"), TIMEOUT) == {"type": "x", "n": 2}
+    assert answer == ("stay.x", {"type": "job", "n": 1})
+    assert await asyncio.wait_for(second.receive("stay.x"), TIMEOUT) == {"type": "job", "n": 2}
 
 
 async def test_a_cancelled_call_leaves_the_next_message_in_redis(

@@ -65,6 +65,7 @@ from headrace.layers.redis.blocking import BlockingPopper, PopperPool
 from headrace.layers.redis.connections import (
     RETRYABLE,
     Backoff,
+    LeanConnection,
     LoopResources,
     Script,
     SyncBridge,
@@ -653,6 +654,7 @@ class RedisChannelLayer(BaseChannelLayer):
             if not (settle.taken or settle.accepted or settle.refused):
                 continue
             client, base = self._client(resources, shard)
+            lean = resources.lean(self._shards[shard][0])
             keys = [f"{base}:n:{nonlocal_name}", f"{base}:s"]
             args: list[str | bytes | int] = [
                 ",".join(settle.taken),
@@ -663,7 +665,10 @@ class RedisChannelLayer(BaseChannelLayer):
                 ",".join(settle.refused),
                 stats_flag,
             ]
-            calls.append(self._retry(_bind(_SETTLE, client, keys, args)))
+            if lean is not None:
+                calls.append(self._retry(_bind_lean(_SETTLE, lean, keys, args)))
+            else:
+                calls.append(self._retry(_bind(_SETTLE, client, keys, args)))
         await asyncio.gather(*calls)
 
     async def _return_buffered(self, resources: _CoreLoop) -> None:
@@ -882,6 +887,17 @@ def _bind(
 
     def call() -> Awaitable[Any]:
         return script(client, keys, args)
+
+    return call
+
+
+def _bind_lean(
+    script: Script, lean: LeanConnection, keys: list[str], args: list[str | bytes | int]
+) -> Callable[[], Awaitable[Any]]:
+    """:func:`_bind` on the loop's lean connection."""
+
+    def call() -> Awaitable[Any]:
+        return script.run_lean(lean, keys, args)
 
     return call
 
