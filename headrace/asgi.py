@@ -20,17 +20,19 @@ loop. A sync call made *on* the view's own loop thread would wait for itself, so
 (also at interpreter exit); a forked child starts its own thread on first use (the parent's
 thread does not exist in the child) and drops what the parent had buffered.
 
-*Receiving from several channels.* The async backends receive one channel at a time, so
-``receive(channels)`` starts one backend receive per channel (in random order, so a busy
-channel cannot starve a quiet one), takes the first message, and cancels the others. The
-backends never lose a message to a cancelled receive; a receive that completed anyway in the
-same instant leaves its message in this view's *stash*, which the next ``receive`` of that
-channel returns first (so per-channel order holds). ``close()`` sends stashed messages back to
-their channels. ``block=True`` waits up to :attr:`AsgiChannelLayer.blocking_timeout` (5 s, as
-1.x layers bounded their blocking pops) and then returns ``(None, None)``; ``block=False``
-returns as soon as the backend hands a message over, or ``(None, None)`` after
-:attr:`AsgiChannelLayer.poll_timeout` (50 ms): a network backend needs a round trip to know,
-and the spec allows a non-blocking receive to return after a delay.
+*Receiving from several channels* (:func:`receive_first`, which the Channels-1 worker's threads
+use too). A backend that can take one message from any of several channels in one call
+(``receive_any(names)``: the Redis layer's single ``BLPOP`` over their lists) does so. The
+others receive one channel at a time, so ``receive(channels)`` starts one backend receive per
+channel (in random order, so a busy channel cannot starve a quiet one), takes the first message,
+and cancels the others. The backends never lose a message to a cancelled receive; a receive
+that completed anyway in the same instant leaves its message in the caller's *stash*, which the
+next ``receive`` of that channel returns first (so per-channel order holds). ``close()`` sends
+stashed messages back to their channels. ``block=True`` waits up to
+:attr:`AsgiChannelLayer.blocking_timeout` (5 s, as 1.x layers bounded their blocking pops) and
+then returns ``(None, None)``; ``block=False`` returns as soon as the backend hands a message
+over, or ``(None, None)`` after :attr:`AsgiChannelLayer.poll_timeout` (50 ms): a network backend
+needs a round trip to know, and the spec allows a non-blocking receive to return after a delay.
 
 *Names.* ASGI-1 names are ASCII letters, digits, ``-``, ``_`` and ``.``, plus at most one type
 character: ``!`` (process-specific) or ``?`` (single-reader). Process-specific names come from
@@ -82,7 +84,7 @@ import re
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from headrace.constants import DEFAULT_CHANNEL_LAYER
@@ -105,11 +107,14 @@ __all__ = [
     "AsgiChannelLayer",
     "ChannelLayerManager",
     "ChannelLayerWrapper",
+    "Stash",
     "asgi_name",
     "backend_name",
     "channel_layers",
     "check_message",
+    "finish_loop",
     "get_channel_layer",
+    "receive_first",
     "require_valid_channel_name",
     "require_valid_group_name",
     "resolve_routing",
@@ -266,6 +271,20 @@ def _value_size(value: Any, stack: list[Any]) -> int:
 # ---------------------------------------------------------------------- the loop thread
 
 
+def finish_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """End a loop that is not running: cancel what is left, finish async generators (the Redis
+    layer's per-loop guards close their connections there), then close it (the IPC layer hands
+    its watched channels back when its loop closes)."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    with contextlib.suppress(Exception):
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
 class _LoopThread:
     """One event loop running forever in a daemon thread."""
 
@@ -282,18 +301,7 @@ class _LoopThread:
             self._shut_down()
 
     def _shut_down(self) -> None:
-        """Cancel what is left, finish async generators (the Redis layer's per-loop guards
-        close their connections there), then close the loop (the IPC layer hands its watched
-        channels back when its loop closes)."""
-        loop = self.loop
-        tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        with contextlib.suppress(Exception):
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+        finish_loop(self.loop)
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
@@ -356,7 +364,7 @@ class AsgiChannelLayer:
         self.owns_backend = self._factory is None if owns_backend is None else owns_backend
         self._lock = threading.Lock()
         self._runner: _LoopThread | None = None
-        self._stash: dict[str, deque[Message]] = {}
+        self._stash = Stash()
         self._pid = os.getpid()
         self.closed = False
         _views.add(self)
@@ -431,7 +439,7 @@ class AsgiChannelLayer:
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._runner = None
-        self._stash = {}
+        self._stash = Stash()
         self._pid = os.getpid()
         if self._factory is not None:
             self._backend = None
@@ -641,18 +649,10 @@ class AsgiChannelLayer:
         backend = self._backend
         if backend is None:
             return
-        await self._return_stash(backend)
+        stash, self._stash = self._stash, Stash()
+        await stash.give_back(backend)
         if self.owns_backend:
             await backend.close()
-
-    async def _return_stash(self, backend: BaseChannelLayer) -> None:
-        stash, self._stash = self._stash, {}
-        for channel, messages in stash.items():
-            for message in messages:
-                try:
-                    await backend.send(backend_name(channel), message)
-                except ChannelFull:
-                    logger.warning("dropped a message stashed for %s: channel full", channel)
 
     # ------------------------------------------------------------------ receiving
 
@@ -662,65 +662,112 @@ class AsgiChannelLayer:
             raise TypeError("receive() takes a non-empty list of channel names")
         return {channel: require_valid_channel_name(channel, receive=True) for channel in channels}
 
-    def _take_stashed(self, names: Mapping[str, str]) -> tuple[str, Message] | None:
-        for channel in names:
-            queue = self._stash.get(channel)
-            if queue:
-                message = queue.popleft()
-                if not queue:
-                    del self._stash[channel]
-                return channel, message
-        return None
-
     async def _receive(
         self, names: Mapping[str, str], patience: float
     ) -> tuple[str, Message] | tuple[None, None]:
         """Receive from any of ``names`` (ASGI name -> backend name) for up to ``patience``
         seconds."""
-        stashed = self._take_stashed(names)
-        if stashed is not None:
-            return stashed
-        backend = self.backend
-        order = list(names)
-        random.shuffle(order)
-        tasks = {asyncio.ensure_future(backend.receive(names[name])): name for name in order}
-        winner: asyncio.Task[Message] | None = None
-        try:
-            done, _ = await asyncio.wait(
-                tasks, timeout=patience, return_when=asyncio.FIRST_COMPLETED
-            )
-            winner = next((task for task in tasks if task in done and _has_result(task)), None)
-        finally:
-            await self._settle(tasks, winner)
-        if winner is not None:
-            return tasks[winner], winner.result()
-        return _first_error_or_nothing(tasks)
+        return await receive_first(self.backend, names, patience, self._stash)
 
-    async def _settle(
-        self, tasks: Mapping[asyncio.Task[Message], str], winner: asyncio.Task[Message] | None
-    ) -> None:
-        """Cancel the receives that lost and wait until they are gone; a message one of them
-        took anyway goes to the stash before this receive returns (per-channel order)."""
-        for task in tasks:
-            task.cancel()
-        try:
-            await asyncio.wait(tasks)
-        except asyncio.CancelledError:
-            # The caller left: the message it would have got, and any a straggler takes, wait.
-            if winner is not None:
-                self._stash.setdefault(tasks[winner], deque()).appendleft(winner.result())
-            for task, channel in tasks.items():
-                if task is not winner:
-                    task.add_done_callback(functools.partial(self._stash_result, channel))
-            raise
-        for task, channel in tasks.items():
-            if task is not winner:
-                self._stash_result(channel, task)
 
-    def _stash_result(self, channel: str, task: asyncio.Task[Message]) -> None:
+class Stash(dict[str, deque[Message]]):
+    """Messages received for an ASGI channel but not returned yet, first in line for the next
+    receive of that channel (see "Receiving from several channels" in the module docs)."""
+
+    def take(self, names: Iterable[str]) -> tuple[str, Message] | None:
+        for channel in names:
+            queue = self.get(channel)
+            if queue:
+                message = queue.popleft()
+                if not queue:
+                    del self[channel]
+                return channel, message
+        return None
+
+    def keep(self, channel: str, message: Message, first: bool = False) -> None:
+        queue = self.setdefault(channel, deque())
+        if first:
+            queue.appendleft(message)
+        else:
+            queue.append(message)
+
+    def keep_result(self, channel: str, task: asyncio.Task[Message]) -> None:
         """Keep the message of a receive that completed but was not returned."""
         if _has_result(task):
-            self._stash.setdefault(channel, deque()).append(task.result())
+            self.keep(channel, task.result())
+
+    async def give_back(self, backend: BaseChannelLayer) -> None:
+        """Send every stashed message back to its channel (closing a view or a worker)."""
+        stash = dict(self)
+        self.clear()
+        for channel, messages in stash.items():
+            for message in messages:
+                try:
+                    await backend.send(backend_name(channel), message)
+                except ChannelFull:
+                    logger.warning("dropped a message stashed for %s: channel full", channel)
+
+
+async def receive_first(
+    backend: BaseChannelLayer, names: Mapping[str, str], patience: float | None, stash: Stash
+) -> tuple[str, Message] | tuple[None, None]:
+    """The next message on any of ``names`` (ASGI name -> backend name) as ``(ASGI name,
+    message)``, or ``(None, None)`` after ``patience`` seconds (``None``: wait on). A stashed
+    message comes first; a backend with ``receive_any`` (one blocking pop over every channel,
+    Redis) is asked next; otherwise one backend receive per channel races (module docs)."""
+    stashed = stash.take(names)
+    if stashed is not None:
+        return stashed
+    receive_any = getattr(backend, "receive_any", None)
+    if receive_any is not None:
+        try:
+            async with asyncio.timeout(patience):
+                taken = await receive_any(list(names.values()))
+        except TimeoutError:
+            return None, None
+        if taken is not None:
+            asgi_names = {backend: asgi for asgi, backend in names.items()}
+            return asgi_names[taken[0]], taken[1]
+    return await _race_receives(backend, names, patience, stash)
+
+
+async def _race_receives(
+    backend: BaseChannelLayer, names: Mapping[str, str], patience: float | None, stash: Stash
+) -> tuple[str, Message] | tuple[None, None]:
+    order = list(names)
+    random.shuffle(order)
+    tasks = {asyncio.ensure_future(backend.receive(names[name])): name for name in order}
+    winner: asyncio.Task[Message] | None = None
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=patience, return_when=asyncio.FIRST_COMPLETED)
+        winner = next((task for task in tasks if task in done and _has_result(task)), None)
+    finally:
+        await _settle(tasks, winner, stash)
+    if winner is not None:
+        return tasks[winner], winner.result()
+    return _first_error_or_nothing(tasks)
+
+
+async def _settle(
+    tasks: Mapping[asyncio.Task[Message], str], winner: asyncio.Task[Message] | None, stash: Stash
+) -> None:
+    """Cancel the receives that lost and wait until they are gone; a message one of them took
+    anyway goes to the stash before this receive returns (per-channel order)."""
+    for task in tasks:
+        task.cancel()
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        # The caller left: the message it would have got, and any a straggler takes, wait.
+        if winner is not None:
+            stash.keep(tasks[winner], winner.result(), first=True)
+        for task, channel in tasks.items():
+            if task is not winner:
+                task.add_done_callback(functools.partial(stash.keep_result, channel))
+        raise
+    for task, channel in tasks.items():
+        if task is not winner:
+            stash.keep_result(channel, task)
 
 
 def _first_error_or_nothing(tasks: Mapping[asyncio.Task[Message], str]) -> tuple[None, None]:

@@ -1,31 +1,35 @@
-"""The Channels-1 worker: 1.x consumers, one call per message, in a pool of threads.
+"""The Channels-1 worker: 1.x consumers, one call per message, threads that own their loops.
 
 Theory of operation
 -------------------
-:class:`RoutingWorker` is the shared dispatch loop of :class:`headrace.worker.ChannelWorker`
-(one listener task per channel, receiving from the **async** backend under the layer's
-Channels-1 view, so normal channels such as ``websocket.receive`` are shared fairly by every
-worker process) with 1.x dispatch: each message becomes a :class:`~headrace.message.Message`,
-the layer's :class:`~headrace.routing.Router` picks ``(consumer, kwargs)``, and
-``consumer(message, **kwargs)`` runs in one of ``threads`` consumer threads inside
-:func:`~headrace.channel.recorded_sends`: its sends (unless ``immediately=True``) are
-recorded, and once it returns (or raises, as in 1.x) the worker's loop performs them in order,
-awaiting the async backend directly. So a message costs two thread hand-offs (to the consumer
-thread and back), not four (sending from the consumer thread would go through the Channels-1
-view's own loop and back). An ``http.request`` that no route claims goes to the Django view
+:class:`RoutingWorker` runs ``threads`` :class:`ConsumerLoop` threads. Each one owns an event
+loop (uvloop when installed) that it drives itself, one step at a time::
+
+    receive one message   loop.run_until_complete(receive_first(...))
+    consume it            consumer(message, **kwargs), with NO loop running in this thread
+    send what it sent     loop.run_until_complete(held sends)
+
+So a message costs no thread hand-off at all, and the consumer runs where synchronous code is
+welcome (Django's ORM refuses to run inside a running loop). ``receive_first``
+(:mod:`headrace.asgi`) takes one message from any of the worker's channels of the **async**
+backend under the layer's Channels-1 view; the Redis layer does it with ONE blocking pop over
+every channel's list (``receive_any``), other backends race one receive per channel and keep a
+straggler's message in the thread's stash. Normal channels such as ``websocket.receive`` are
+shared fairly by every worker process. Each message becomes a
+:class:`~headrace.message.Message`, the layer's :class:`~headrace.routing.Router` picks
+``(consumer, kwargs)``, and ``consumer(message, **kwargs)`` runs inside
+:func:`~headrace.channel.recorded_sends`: its sends (unless ``immediately=True``) are recorded,
+and once it returns (or raises, as in 1.x) the thread's loop performs them in order, awaiting
+the async backend directly. An ``http.request`` that no route claims goes to the Django view
 consumer (:class:`headrace.handler.ViewConsumer`), and ``http.request`` is always listened on,
 as Channels 1.x added its default route; likewise a ``websocket.connect`` that no route claims
 is accepted, and listened on whenever the routing names a WebSocket channel.
 
-*At most one message per thread leaves the layer.* A listener receives only while a consumer
-thread is free; once every thread has been busy for :data:`WITHDRAW_AFTER` (2 ms), the
-receives still waiting are cancelled (no backend loses a message to a cancelled receive) and
-re-armed when a thread frees up. So the messages this process holds are the ones being
-consumed — a worker killed mid-message loses that message only, the rest stay queued for the
-next worker. (A message handed to a listener in those 2 ms, or in the same instant as
-another, waits for a thread in this process.) The grace exists because most consumers take
-less: cancelling and re-arming every listener for each message cost more CPU than the
-message itself.
+*At most one message per thread leaves the layer.* A thread receives only when it is free, and
+a receive takes one message, so the messages this process holds are the ones being consumed (and,
+on a backend without ``receive_any``, one a racing receive took in the same instant, which the
+thread consumes next) — a worker killed mid-message loses that message only; the rest stay
+queued for the next worker.
 
 *Around each consumer*, as Django does around a request: ``close_old_connections()`` before
 and after, so a worker thread never reuses a broken or expired database connection. A
@@ -36,9 +40,12 @@ from a ``websocket.connect`` consumer closes the handshake (403), as in 1.x. Asy
 channel with ``__retries__`` counted up; past :attr:`RoutingWorker.max_retries` it is dropped
 with a warning, so a message that can never run cannot spin forever.
 
-*Stopping.* SIGTERM/SIGINT cancel the listeners, then :meth:`RoutingWorker.shutdown` waits for
-the consumers in flight (and any message taken in the cancelling instant) to finish; the
-process exits 0.
+*Stopping.* SIGTERM/SIGINT (or :meth:`WorkerThread.stop`) cancel the main task; it tells every
+consumer thread to stop: a thread waiting for a message has its receive cancelled (no backend
+loses a message to a cancelled receive; one that arrived in that instant is consumed first), a
+busy one finishes its consumer and its sends. Each thread then gives its stash back and closes
+its loop (the backends release that loop's connections), and the process exits 0. A receive
+that fails with an error of the layer itself ends the worker.
 """
 
 from __future__ import annotations
@@ -48,13 +55,12 @@ import contextlib
 import fnmatch
 import inspect
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from headrace._types import Message as ASGIMessage
-from headrace.asgi import backend_name
+from headrace.asgi import Stash, backend_name, finish_loop, receive_first
 from headrace.channel import HeldSends, raise_first_failed_send, recorded_sends
 from headrace.exceptions import ConsumeLater, DenyConnection
 from headrace.message import Message
@@ -67,7 +73,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_RETRIES",
-    "ConsumerThreads",
+    "ConsumerLoop",
     "RoutingWorker",
     "WorkerThread",
     "requeue",
@@ -76,7 +82,6 @@ __all__ = [
 
 logger = logging.getLogger("headrace.worker")
 
-T = TypeVar("T")
 LayerMessage = dict[str, Any]
 Consumer = Callable[..., Any]
 
@@ -97,12 +102,6 @@ def accept_connection(message: Message) -> None:
     """The consumer of a ``websocket.connect`` no route claims: accept, as Channels 1.x did."""
     if message.reply_channel is not None:
         message.reply_channel.send({"accept": True})
-
-
-WITHDRAW_AFTER = 0.002
-"""Seconds every consumer thread may be busy before the waiting receives are given up: most
-consumers finish sooner, and re-arming every listener per message would cost more than the
-message (see the module docs)."""
 
 
 def select_channels(
@@ -160,16 +159,6 @@ def close_old_connections() -> None:
     close()
 
 
-def _has_result(future: asyncio.Future[Any]) -> bool:
-    return future.done() and not future.cancelled() and future.exception() is None
-
-
-def _stopping() -> bool:
-    """Whether the current task is being cancelled (the worker is stopping)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
 class RoutingWorker(ChannelWorker):
     """Runs the Channels-1 consumers of ``router`` for the messages of ``channel_layer`` (the
     Channels-1 view). ``channels`` defaults to every channel the router names plus
@@ -205,106 +194,64 @@ class RoutingWorker(ChannelWorker):
         self.router = router
         self.threads = threads
         self._view_consumer = view_consumer
-        self._pool: ConsumerThreads | None = None
-        self._free = threads
-        self._room: asyncio.Event | None = None
-        self._receiving: set[asyncio.Future[Any]] = set()
-        self._withdrawal: asyncio.TimerHandle | None = None
-        self.in_flight: set[asyncio.Future[None]] = set()
+        self._names = {name: backend_name(name) for name in self.asgi_names}
+        self.consumer_loops: list[ConsumerLoop] = []
 
-    # ------------------------------------------------------------------ the loop's hooks
+    # ------------------------------------------------------------------ the main task
 
     async def handle(self) -> None:
-        self._room = asyncio.Event()
-        self._room.set()
-        self._pool = ConsumerThreads(self.threads, asyncio.get_running_loop())
+        """Run the consumer threads until cancelled (SIGTERM) or until a receive fails;
+        then stop them, letting consumers in flight finish."""
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[None] = loop.create_future()
+
+        def fail(error: BaseException) -> None:
+            if not failed.done():
+                failed.set_exception(error)
+
+        def on_failure(error: BaseException) -> None:
+            with contextlib.suppress(RuntimeError):  # the main loop is gone already
+                loop.call_soon_threadsafe(fail, error)
+
+        self.consumer_loops = [ConsumerLoop(self, n, on_failure) for n in range(self.threads)]
+        for consumer_loop in self.consumer_loops:
+            consumer_loop.start()
         logger.info(
             "Listening on %s with %d consumer thread(s)", ", ".join(self.asgi_names), self.threads
         )
         try:
-            await super().handle()
+            await failed
         finally:
-            self._pool.join()  # nothing is in flight any more: shutdown() waited for it
-
-    async def next_message(self, channel: str) -> ASGIMessage | None:
-        """Receive while a consumer thread is free; give the receive up when none is (the
-        thread that took the last free one cancels the receives still waiting)."""
-        assert self._room is not None
-        await self._room.wait()
-        receive = asyncio.ensure_future(self.channel_layer.receive(channel))
-        self._receiving.add(receive)
-        try:
-            message = await receive
-        except asyncio.CancelledError:
-            if not _stopping():
-                return None  # no thread is free: receive again once one is
-            if _has_result(receive):
-                self._start(channel, receive.result())  # stopping: finish it, never drop it
-            raise
-        finally:
-            self._receiving.discard(receive)
-        if _stopping():  # told to stop as the receive handed over a message: finish it
-            self._start(channel, message)
-            raise asyncio.CancelledError
-        return message
+            await self.shutdown()
 
     async def dispatch(self, channel: str, message: ASGIMessage) -> None:
-        self._start(channel, dict(message))
+        """Consume one message in a thread of its own and perform what it sent (for callers
+        of the shared worker API; the consumer threads call :meth:`consume` themselves)."""
+        name = self._asgi_name_of.get(channel, channel)
+        held = await asyncio.to_thread(self.consume, name, dict(message))
+        if held:
+            await self.send_held(name, held)
 
     async def shutdown(self) -> None:
-        """Let every consumer in flight finish."""
-        if self.in_flight:
-            logger.info("Waiting for %d consumer(s) in flight", len(self.in_flight))
-            await asyncio.gather(*self.in_flight, return_exceptions=True)
+        """Stop every consumer thread; consumers in flight finish first."""
+        busy = sum(1 for consumer_loop in self.consumer_loops if consumer_loop.busy)
+        if busy:
+            logger.info("Waiting for %d consumer(s) in flight", busy)
+        for consumer_loop in self.consumer_loops:
+            consumer_loop.stop()
+        for consumer_loop in self.consumer_loops:
+            await asyncio.to_thread(consumer_loop.join)
 
-    # ------------------------------------------------------------------ thread slots
-
-    def _start(self, channel: str, content: LayerMessage) -> None:
-        self._take_thread()
-        future = asyncio.ensure_future(self._run(self._asgi_name_of.get(channel, channel), content))
-        self.in_flight.add(future)
-        future.add_done_callback(self._consumer_done)
-
-    async def _run(self, channel: str, content: LayerMessage) -> None:
-        """Consume in a consumer thread, then perform its held sends from this loop."""
-        assert self._pool is not None
-        held = await self._pool.run(self.consume, channel, content)
-        if held:
-            await self._send_held(channel, held)
+    async def receive(self, stash: Stash) -> tuple[str, LayerMessage] | tuple[None, None]:
+        """The next message on any of the worker's channels (on the caller's loop)."""
+        return await receive_first(self.channel_layer, self._names, None, stash)
 
     @staticmethod
-    async def _send_held(channel: str, held: HeldSends) -> None:
+    async def send_held(channel: str, held: HeldSends) -> None:
         try:
             raise_first_failed_send(await held.send_all_async())
         except Exception:
             logger.exception("Error sending what the consumer of a message on %r sent", channel)
-
-    def _take_thread(self) -> None:
-        assert self._room is not None
-        self._free -= 1
-        if self._free <= 0:
-            self._room.clear()
-            if self._withdrawal is None:
-                loop = asyncio.get_running_loop()
-                self._withdrawal = loop.call_later(WITHDRAW_AFTER, self._withdraw_receives)
-
-    def _withdraw_receives(self) -> None:
-        """Every thread has been busy for WITHDRAW_AFTER: give the waiting receives up."""
-        self._withdrawal = None
-        for receive in self._receiving:
-            receive.cancel()
-
-    def _consumer_done(self, future: asyncio.Future[None]) -> None:
-        assert self._room is not None
-        self.in_flight.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            logger.error("Consumer thread failed", exc_info=future.exception())
-        self._free += 1
-        if self._free > 0:
-            if self._withdrawal is not None:
-                self._withdrawal.cancel()
-                self._withdrawal = None
-            self._room.set()
 
     # ------------------------------------------------------------------ in a consumer thread
 
@@ -328,7 +275,8 @@ class RoutingWorker(ChannelWorker):
             logger.warning("No route for a message on %r (path %r)", channel, content.get("path"))
             return None
         consumer, kwargs = match
-        logger.debug("Dispatching a message on %r to %s", channel, consumer_name(consumer))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Dispatching a message on %r to %s", channel, consumer_name(consumer))
         with recorded_sends() as held:
             try:
                 self.call_consumer(consumer, message, kwargs)
@@ -391,58 +339,91 @@ class RoutingWorker(ChannelWorker):
         message.reply_channel.send({"close": True})  # after what it sent before, as in 1.x
 
 
-class ConsumerThreads:
-    """``count`` consumer threads serving one event loop. A call goes to the first idle
-    thread through a ``queue.SimpleQueue`` (C) and its outcome comes back with one
-    ``call_soon_threadsafe``: the least a hand-off to a thread and back can cost (an executor
-    adds two locks, a semaphore and a chained concurrent future per call)."""
+class ConsumerLoop(threading.Thread):
+    """One consumer thread of ``worker`` driving its own event loop (see the module docs);
+    ``on_failure`` is called (in this thread) with an error that ends it.
 
-    def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"headrace-consumer-{n}", daemon=True)
-            for n in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
+    A consumer's sends start as a task when it returns, and the thread goes on to its next
+    receive in the same loop turn: over Redis the replies and the next ``BLPOP`` leave in one
+    write on one connection (Redis runs them in that order). The next consumer's sends wait for
+    the previous ones, and stopping waits for them too, so nothing is lost or reordered."""
 
-    def run(self, function: Callable[..., T], *arguments: Any) -> asyncio.Future[T]:
-        """Call ``function(*arguments)`` in a consumer thread; the future gets its outcome."""
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._jobs.put((future, function, arguments))
-        return future
+    def __init__(
+        self, worker: RoutingWorker, number: int, on_failure: Callable[[BaseException], None]
+    ) -> None:
+        super().__init__(name=f"headrace-consumer-{number}", daemon=True)
+        self.worker = worker
+        self.busy = False
+        self._on_failure = on_failure
+        self._stash = Stash()
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._receiving: asyncio.Task[Any] | None = None
+        self._sending: asyncio.Task[None] | None = None
 
-    def _serve(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            future, function, arguments = job
-            error: BaseException | None = None
-            result: Any = None
-            try:
-                result = function(*arguments)
-            except BaseException as exc:  # handed to the loop, which decides
-                error = exc
-            with contextlib.suppress(RuntimeError):  # the loop closed under a daemon thread
-                self._loop.call_soon_threadsafe(_settle, future, result, error)
+    def run(self) -> None:
+        from headrace.server.server import loop_factory  # the server's loop choice
 
-    def join(self) -> None:
-        """Stop every thread once the calls already queued are done, and wait for them."""
-        for _ in self._threads:
-            self._jobs.put(None)
-        for thread in self._threads:
-            thread.join()
+        loop = self._loop = loop_factory("auto")()
+        try:
+            while not self._stopping:
+                channel, content = self._next_message(loop)
+                if channel is None or content is None:
+                    continue
+                self.busy = True
+                try:
+                    self._consume(loop, channel, content)
+                finally:
+                    self.busy = False
+        except BaseException as exc:
+            logger.error("A consumer thread's receive failed", exc_info=exc)
+            self._on_failure(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                self._finish_sending(loop)
+                loop.run_until_complete(self._stash.give_back(self.worker.channel_layer))
+            finish_loop(loop)
 
+    def _next_message(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[str, LayerMessage] | tuple[None, None]:
+        task = self._receiving = loop.create_task(self.worker.receive(self._stash))
+        try:
+            received: tuple[str, LayerMessage] | tuple[None, None] = loop.run_until_complete(task)
+            return received
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            return None, None
+        finally:
+            self._receiving = None
 
-_Job = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+    def _consume(
+        self, loop: asyncio.AbstractEventLoop, channel: str, content: LayerMessage
+    ) -> None:
+        """Run the consumer; start its sends, which go out with the next receive (see the
+        class docs), after the previous message's sends are done (order across messages)."""
+        held = self.worker.consume(channel, content)
+        self._finish_sending(loop)
+        if held:
+            self._sending = loop.create_task(self.worker.send_held(channel, held))
 
+    def _finish_sending(self, loop: asyncio.AbstractEventLoop) -> None:
+        sending, self._sending = self._sending, None
+        if sending is not None and not sending.done():
+            loop.run_until_complete(sending)
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+    def stop(self) -> None:
+        """Finish the message in hand, then end (a waiting receive is cancelled)."""
+        self._stopping = True
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed already
+                loop.call_soon_threadsafe(self._cancel_receive)
+
+    def _cancel_receive(self) -> None:
+        if self._receiving is not None:
+            self._receiving.cancel()
 
 
 class WorkerThread(threading.Thread):

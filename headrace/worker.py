@@ -64,9 +64,15 @@ class ChannelWorker(abc.ABC):
         self.channel_layer = channel_layer
 
     def run(self) -> None:
-        """Run until SIGINT or SIGTERM (blocking); both stop the worker cleanly."""
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(self._handle_until_signalled())
+        """Run until SIGINT or SIGTERM (blocking); both stop the worker cleanly. The loop is
+        uvloop when it is installed, as the server's is (a worker's cost is mostly loop turns)."""
+        from headrace.server.server import loop_factory  # the server's choice, not a copy
+
+        with (
+            contextlib.suppress(KeyboardInterrupt),
+            asyncio.Runner(loop_factory=loop_factory("auto")) as runner,
+        ):
+            runner.run(self._handle_until_signalled())
 
     async def _handle_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()

@@ -32,7 +32,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from headrace.layers.redis.connections import RETRYABLE
+from headrace.layers.redis.connections import RETRYABLE, LeanConnection
 from headrace.layers.redis.wire import RespConnection
 
 __all__ = ["BlockingPopper", "PopperPool", "Taken"]
@@ -44,17 +44,28 @@ Taken = Callable[[Any], tuple[str, list[bytes]]]
 
 
 class BlockingPopper:
-    """One connection for blocking pops; ``admin`` is a client of the same server."""
+    """One connection for blocking pops; ``admin`` is a client of the same server.
 
-    def __init__(self, admin: aioredis.Redis) -> None:
+    With ``shared``, the pops run on that :class:`~.connections.LeanConnection` (the loop's
+    coalesced command connection) instead of one of their own: commands written in the same
+    loop turn just before a pop (a worker's replies before its next receive) then reach Redis
+    in the same write. While a pop is out, the shared connection sends other commands on its
+    spare. Only one pop at a time may use a shared popper (:attr:`in_use`)."""
+
+    def __init__(self, admin: aioredis.Redis, shared: LeanConnection | None = None) -> None:
         self.admin = admin
+        self.shared = shared
+        self.in_use = False
         self.connection: RespConnection | None = None
         self.client_id = 0
 
     async def _connected(self) -> RespConnection:
         connection = self.connection
         if connection is None or not connection.is_open:
-            connection = await RespConnection.open(self.admin)
+            if self.shared is not None:
+                connection = await self.shared.connection()
+            else:
+                connection = await RespConnection.open(self.admin)
             try:
                 self.client_id = int(await connection.call("CLIENT", "ID"))
             except BaseException:
@@ -69,6 +80,10 @@ class BlockingPopper:
         it popped back to the head of its list, then re-raise."""
         connection = await self._connected()
         reply = connection.call(*command)
+        shared = self.shared
+        if shared is not None:
+            shared.blocked += 1
+            reply.add_done_callback(lambda _: _unblocked(shared))
         try:
             await asyncio.wait([reply])
         except asyncio.CancelledError:
@@ -124,9 +139,13 @@ class BlockingPopper:
 
     async def aclose(self) -> None:
         connection, self.connection = self.connection, None
-        if connection is not None:
+        if connection is not None and self.shared is None:  # its owner closes a shared one
             with contextlib.suppress(*RETRYABLE):
                 await connection.close()
+
+
+def _unblocked(shared: LeanConnection) -> None:
+    shared.blocked -= 1
 
 
 class PopperPool:

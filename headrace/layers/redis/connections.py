@@ -19,22 +19,26 @@ the first attempt did land, so a retry never duplicates a message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+import redis.asyncio as aioredis
 from asgiref.sync import AsyncToSync
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from headrace.layers.redis.hosts import AnyRedis, HostSpec
+from headrace.layers.redis.wire import RespConnection
 
 __all__ = [
     "RETRYABLE",
     "Backoff",
+    "LeanConnection",
     "LoopResources",
     "Script",
     "SyncBridge",
@@ -53,6 +57,7 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 
 
 STOP_TIMEOUT = 5.0
+PLAIN_KINDS = frozenset({"url", "params"})
 
 
 class Backoff:
@@ -116,6 +121,81 @@ class Script:
         except NoScriptError:
             return await client.eval(self.source, len(keys), *keys, *args)
 
+    async def run_lean(
+        self, lean: LeanConnection, keys: Sequence[str], args: Sequence[str | bytes | int]
+    ) -> Any:
+        """The same call on a :class:`LeanConnection` (the hot send path)."""
+        arguments = [str(len(keys)), *keys, *(_argument(arg) for arg in args)]
+        try:
+            return await lean.call("EVALSHA", self.sha, *arguments)
+        except ResponseError as error:
+            if not str(error).startswith("NOSCRIPT"):
+                raise
+            return await lean.call("EVAL", self.source, *arguments)
+
+
+def _argument(value: str | bytes | int) -> str | bytes:
+    return str(value) if isinstance(value, int) else value
+
+
+class LeanConnection:
+    """One :class:`~.wire.RespConnection` of a loop to a plain Redis server, opened on first
+    use and again after it broke, with coalesced writes: the commands every sender of the loop
+    issues in one turn reach Redis in one syscall, and a reply costs no redis-py layers (pool
+    checkout, command packing, per-line reads). Errors are redis-py's (``ConnectionError`` when
+    the connection is lost, ``ResponseError`` for a refusal), so callers retry as before.
+
+    A :class:`~.blocking.BlockingPopper` may share the connection (:attr:`blocked` counts its
+    pops in flight); meanwhile commands go to a spare connection rather than queue behind."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self.blocked = 0
+        self._spare: LeanConnection | None = None
+        self._connection: RespConnection | None = None
+        self._lock = asyncio.Lock()
+        self._timeout: float | None = client.connection_pool.connection_kwargs.get("socket_timeout")
+
+    async def call(self, *command: str | bytes) -> Any:
+        if self.blocked:
+            if self._spare is None:
+                self._spare = LeanConnection(self.client)
+            return await self._spare.call(*command)
+        connection = self._connection
+        if connection is None or not connection.is_open:
+            connection = await self.connection()
+        reply = connection.call(*command)
+        if self._timeout is None:
+            return await reply
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await reply
+        except TimeoutError:
+            connection.abort()  # no answer in time: this connection cannot be trusted
+            raise RedisTimeoutError("Redis did not answer in time") from None
+
+    async def connection(self) -> RespConnection:
+        """The open connection (opened now if there is none or it broke)."""
+        connection = self._connection
+        if connection is not None and connection.is_open:
+            return connection
+        async with self._lock:
+            connection = self._connection
+            if connection is None or not connection.is_open:
+                connection = await RespConnection.open(self.client)
+                connection.coalesce = True
+                self._connection = connection
+            return connection
+
+    async def aclose(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            await spare.aclose()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(*RETRYABLE):
+                await connection.close()
+
 
 async def _close_when_loop_ends(resources: LoopResources) -> AsyncGenerator[None, None]:
     try:
@@ -131,6 +211,7 @@ class LoopResources:
         self.loop = loop
         self._hosts = hosts
         self._clients: dict[int, AnyRedis] = {}
+        self._lean: dict[int, LeanConnection | None] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
         self._guard: AsyncGenerator[None, None] | None = None
@@ -146,6 +227,18 @@ class LoopResources:
         if client is None:
             client = self._clients[index] = (spec or self._hosts[index]).make_client()
         return client
+
+    def lean(self, index: int) -> LeanConnection | None:
+        """The lean connection of host ``index`` when it is a plain server (``None`` for a
+        Sentinel-managed master or a cluster: their clients handle failover and redirects)."""
+        lean = self._lean.get(index)
+        if lean is None and index not in self._lean:
+            spec = self._hosts[index]
+            client = self.client(index)
+            if spec.kind in PLAIN_KINDS and isinstance(client, aioredis.Redis):
+                lean = LeanConnection(client)
+            self._lean[index] = lean
+        return lean
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = self.loop.create_task(coroutine)
@@ -171,6 +264,9 @@ class LoopResources:
         try:
             await self.before_close()
         finally:
+            leans, self._lean = [lean for lean in self._lean.values() if lean], {}
+            for lean in leans:
+                await lean.aclose()
             clients, self._clients = list(self._clients.values()), {}
             for client in clients:
                 await client.aclose()

@@ -42,6 +42,7 @@ connection broke.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, cast
@@ -64,6 +65,7 @@ from headrace.layers.redis.blocking import BlockingPopper, PopperPool
 from headrace.layers.redis.connections import (
     RETRYABLE,
     Backoff,
+    LeanConnection,
     LoopResources,
     Script,
     SyncBridge,
@@ -109,6 +111,7 @@ class _CoreLoop(LoopResources):
         self.flush_task: asyncio.Task[None] | None = None
         self.settle_lock = asyncio.Lock()
         self.poppers = PopperPool()
+        self.shared_poppers: dict[int, BlockingPopper] = {}
         self.node_servers: dict[str, aioredis.Redis] = {}
 
     def node_server(self, spec: HostSpec) -> aioredis.Redis:
@@ -267,7 +270,8 @@ class RedisChannelLayer(BaseChannelLayer):
         await self._send_in(await self._resources(), channel, payload)
 
     async def _send_in(self, resources: _CoreLoop, channel: str, payload: bytes) -> None:
-        client, base = self._client(resources, self.shard_of(channel))
+        shard = self.shard_of(channel)
+        client, base = self._client(resources, shard)
         ttl, dedupe_ttl = self._ttls()
         dedupe = f"{base}:d:{secrets.token_hex(8)}"
         capacity = self.get_capacity(channel)
@@ -288,7 +292,11 @@ class RedisChannelLayer(BaseChannelLayer):
             args = [now, element, capacity, ttl, dedupe_ttl]
             script = _SEND
         args += tail
-        accepted = await self._retry(lambda: script(client, keys, args))
+        lean = resources.lean(self._shards[shard][0])
+        if lean is not None:
+            accepted = await self._retry(lambda: script.run_lean(lean, keys, args))
+        else:
+            accepted = await self._retry(lambda: script(client, keys, args))
         if not accepted:
             raise ChannelFull(f"channel {channel!r} is full ({capacity} messages)")
 
@@ -321,6 +329,94 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def _receive(self, channel: str) -> bytes:
         return await self._receive_in(await self._resources(), channel)
+
+    async def receive_any(self, channels: Sequence[str]) -> tuple[str, LayerMessage] | None:
+        """The next unexpired message of any of the normal ``channels``, as ``(channel,
+        message)``: ONE blocking pop over all their lists, in a random order each call (so a
+        busy channel cannot starve a quiet one). Exactly one message leaves Redis per call, and
+        a cancelled call leaves it there (:class:`BlockingPopper`), so a caller that receives
+        only when it is free holds nothing but what it is working on (the Channels-1 worker).
+        ``None`` when one pop cannot do it (a process-local channel, channels on several
+        shards): receive them one by one then."""
+        names = list(channels)
+        for name in names:
+            self.require_valid_channel_name(name)
+        if not names or any("!" in name for name in names):
+            return None
+        shard = self.shard_of(names[0])
+        if any(self.shard_of(name) != shard for name in names[1:]):
+            return None
+        resources = await self._bridged(self._resources)
+        buffered = self._take_buffered(resources, names)
+        if buffered is not None:
+            return buffered[0], self.serializer.deserialize(buffered[1])
+        random.shuffle(names)
+        _, base = self._client(resources, shard)
+        keys = {f"{base}:c:{name}": name for name in names}
+        key, payload = await self._pop_any(resources, shard, keys)
+        return keys[key], self.serializer.deserialize(payload)
+
+    async def _pop_any(
+        self, resources: _CoreLoop, shard: int, keys: Mapping[str, str]
+    ) -> tuple[str, bytes]:
+        """BLPOP over ``keys`` until an unexpired element comes; its key and payload."""
+        command = ("BLPOP", *keys, self._block_seconds())
+        first_key = next(iter(keys))
+        backoff = Backoff()
+        while True:
+            popper = None
+            try:
+                popper = self._any_popper(resources, shard, first_key)
+                popped = await popper.pop(_taken, *command)
+            except _POP_ERRORS:
+                raise_if_cancelling()
+                _discard(popper)
+                await backoff.wait()
+                continue
+            finally:
+                if popper is not None:
+                    self._release_any_popper(resources, popper)
+            backoff.reset()
+            if popped:
+                key, (element,) = _taken(popped)
+                expires, _, payload = scripts.parse_element(element)
+                if expires > now_ms():
+                    return key, payload
+            raise_if_cancelling()
+
+    def _any_popper(self, resources: _CoreLoop, shard: int, key: str) -> BlockingPopper:
+        """The popper of one :meth:`receive_any`: on a plain server the one sharing the loop's
+        lean connection (a worker's replies and its next pop go out in one write) unless
+        another receive uses it; else one of the loop's own."""
+        lean = resources.lean(self._shards[shard][0])
+        if lean is not None:
+            popper = resources.shared_poppers.get(id(lean))
+            if popper is None:
+                popper = resources.shared_poppers[id(lean)] = BlockingPopper(lean.client, lean)
+            if not popper.in_use:
+                popper.in_use = True
+                return popper
+        return resources.poppers.acquire(self._server_of(resources, shard, key))
+
+    @staticmethod
+    def _release_any_popper(resources: _CoreLoop, popper: BlockingPopper) -> None:
+        if popper.shared is not None:
+            popper.in_use = False
+        else:
+            resources.poppers.release(popper)
+
+    @staticmethod
+    def _take_buffered(resources: _CoreLoop, names: Sequence[str]) -> tuple[str, bytes] | None:
+        """An unexpired message this loop already holds for one of ``names`` (given back by a
+        receive that left), first in line."""
+        now = now_ms()
+        for name in names:
+            reader = resources.readers.get(name)
+            while reader is not None and reader.mailbox.items:
+                expires, payload, _ = reader.mailbox.items.popleft()
+                if expires > now:
+                    return name, payload
+        return None
 
     async def _receive_in(self, resources: _CoreLoop, channel: str) -> bytes:
         if "!" in channel:
@@ -558,6 +654,7 @@ class RedisChannelLayer(BaseChannelLayer):
             if not (settle.taken or settle.accepted or settle.refused):
                 continue
             client, base = self._client(resources, shard)
+            lean = resources.lean(self._shards[shard][0])
             keys = [f"{base}:n:{nonlocal_name}", f"{base}:s"]
             args: list[str | bytes | int] = [
                 ",".join(settle.taken),
@@ -568,7 +665,10 @@ class RedisChannelLayer(BaseChannelLayer):
                 ",".join(settle.refused),
                 stats_flag,
             ]
-            calls.append(self._retry(_bind(_SETTLE, client, keys, args)))
+            if lean is not None:
+                calls.append(self._retry(_bind_lean(_SETTLE, lean, keys, args)))
+            else:
+                calls.append(self._retry(_bind(_SETTLE, client, keys, args)))
         await asyncio.gather(*calls)
 
     async def _return_buffered(self, resources: _CoreLoop) -> None:
@@ -787,6 +887,17 @@ def _bind(
 
     def call() -> Awaitable[Any]:
         return script(client, keys, args)
+
+    return call
+
+
+def _bind_lean(
+    script: Script, lean: LeanConnection, keys: list[str], args: list[str | bytes | int]
+) -> Callable[[], Awaitable[Any]]:
+    """:func:`_bind` on the loop's lean connection."""
+
+    def call() -> Awaitable[Any]:
+        return script.run_lean(lean, keys, args)
 
     return call
 

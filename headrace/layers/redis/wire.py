@@ -1,4 +1,4 @@
-"""A lean RESP connection for the pub/sub hot path: PUBLISH and the subscriber reader.
+"""A lean RESP connection for the hot paths: PUBLISH, the subscriber reader, blocking pops, sends.
 
 Theory of operation
 -------------------
@@ -21,7 +21,9 @@ module owns these connections end to end:
    ``SELECT``. A refused AUTH raises redis-py's ``AuthenticationError``, any other refusal its
    ``ConnectionError``, so the layer's retry logic treats them as before.
 4. Commands are written straight to the transport and pipelined: each gets a future, resolved in
-   order by the replies. On a *subscriber* connection every reply after set-up (message,
+   order by the replies. With :attr:`RespConnection.coalesce` set, the commands of one loop
+   turn are joined into one write at its end (the layer's script connection: many senders, one
+   syscall). On a *subscriber* connection every reply after set-up (message,
    subscribe and unsubscribe confirmations) goes to the ``on_push`` callback instead, called
    synchronously from :meth:`data_received`, which lets the layer wake a waiting ``receive()``
    in the same loop turn the bytes arrived in.
@@ -201,6 +203,9 @@ class RespConnection(asyncio.Protocol):
         self._writable: asyncio.Event = asyncio.Event()
         self._writable.set()
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outgoing: list[bytes] | None = None  # coalesced writes waiting for the flush
+        # When set, the commands written in one loop turn go out in ONE write at its end.
+        self.coalesce = False
 
     @classmethod
     async def open(cls, client: AnyRedis, on_push: PushHandler | None = None) -> RespConnection:
@@ -326,7 +331,18 @@ class RespConnection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if self._transport is None or self.lost.done():
             raise RedisConnectionError("connection to Redis lost")
-        self._transport.write(data)
+        if not self.coalesce:
+            self._transport.write(data)
+        elif self._outgoing is not None:
+            self._outgoing.append(data)
+        else:
+            self._outgoing = [data]
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, None
+        if outgoing and self._transport is not None and not self.lost.done():
+            self._transport.write(b"".join(outgoing))
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -383,6 +399,7 @@ class RespConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
+        self._flush()
         transport.close()
         try:
             await asyncio.wait_for(asyncio.shield(self.lost), CLOSE_TIMEOUT)
