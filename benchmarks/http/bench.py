@@ -10,7 +10,10 @@ req/s, p50 and p99 latency, and each server's ratio to uvicorn.
 All servers start first (idle ones cost nothing); the wrk runs are interleaved round by round and
 the median is reported, so background load on a shared machine hits every server alike.
 
-Scenarios: GET plaintext (13 bytes), GET a 64 KiB body, POST echo of 1 KiB.
+Scenarios: GET plaintext (13 bytes), GET a 64 KiB body, POST echo of 1 KiB, POST echo of
+64 KiB (a 64 KiB body each way). ``--json`` prints one JSON document (the median row and every
+round per scenario and server) for ``benchmarks/run_all.py``. ``headrace-log`` is headrace with
+its default access log (``-v 1``, a line per request to stdout, here a file).
 """
 
 from __future__ import annotations
@@ -51,11 +54,17 @@ LOGGING = frozenset({"headrace-log"})
 
 POST_LUA = """
 wrk.method = "POST"
-wrk.body = string.rep("a", 1024)
+wrk.body = string.rep("a", {size})
 wrk.headers["Content-Type"] = "application/octet-stream"
 """
 
-SCENARIOS = [("plaintext", "/", None), ("64KiB", "/64k", None), ("POST 1KiB echo", "/echo", "post")]
+SCENARIOS = [
+    ("plaintext", "/", None),
+    ("64KiB", "/64k", None),
+    ("POST 1KiB echo", "/echo", 1024),
+    ("64KiB each way", "/echo", 64 * 1024),
+]
+"""(label, path, request body size for a POST or None for a GET); /echo answers the body."""
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -157,31 +166,46 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 
 def measure(
     names: list[str],
-    scenarios: list[tuple[str, str, str | None]],
+    scenarios: list[tuple[str, str, int | None]],
     rounds: int,
     duration: int,
     connections: int,
-    script: str,
+    scripts: dict[int, str],
 ) -> dict[str, dict[str, list[dict[str, float]]]]:
-    """Interleave the servers round by round so background load hits them alike."""
+    """Interleave the servers round by round so background load hits them alike.
+
+    ``scripts``: the wrk Lua script for each POST body size."""
     results: dict[str, dict[str, list[dict[str, float]]]] = {name: {} for name in names}
     servers = {}
     try:
         for name in names:
             servers[name] = start_server(name)
         for port, process in servers.values():
-            for _, path, kind in scenarios:
-                run_wrk(process.pid, port, path, script if kind else None, 1, connections)
+            for _, path, size in scenarios:
+                script = scripts.get(size) if size else None
+                run_wrk(process.pid, port, path, script, 1, connections)
         for _ in range(rounds):
-            for label, path, kind in scenarios:
+            for label, path, size in scenarios:
                 for name, (port, process) in servers.items():
-                    options = (path, script if kind else None, duration, connections)
-                    row = run_wrk(process.pid, port, *options)
+                    script = scripts.get(size) if size else None
+                    row = run_wrk(process.pid, port, path, script, duration, connections)
                     results[name].setdefault(label, []).append(row)
     finally:
         for _, process in servers.values():
             stop_server(process)
     return results
+
+
+def write_scripts(folder: str, scenarios: list[tuple[str, str, int | None]]) -> dict[int, str]:
+    """One wrk Lua script per POST body size, in ``folder``."""
+    scripts = {}
+    for _, _, size in scenarios:
+        if size and size not in scripts:
+            path = os.path.join(folder, f"post{size}.lua")
+            with open(path, "w") as handle:
+                handle.write(POST_LUA.format(size=size))
+            scripts[size] = path
+    return scripts
 
 
 def median_row(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -230,12 +254,9 @@ def parse_arguments() -> argparse.Namespace:
 def main() -> None:
     args = parse_arguments()
     names = args.names
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(POST_LUA)
-    try:
-        raw = measure(names, args.chosen, args.rounds, args.duration, args.connections, handle.name)
-    finally:
-        os.unlink(handle.name)
+    with tempfile.TemporaryDirectory() as folder:
+        scripts = write_scripts(folder, args.chosen)
+        raw = measure(names, args.chosen, args.rounds, args.duration, args.connections, scripts)
     if args.json:
         print(json.dumps(json_report(raw, names, args), indent=1))
         return

@@ -7,11 +7,13 @@ server's ratio to hypercorn, so background load on a shared machine hits all ali
 
     python3 benchmarks/http2/bench.py                       # 3 rounds x 5 s per server
     python3 benchmarks/http2/bench.py --rounds 5 --duration 10 --path /64k
+    python3 benchmarks/http2/bench.py --json      # one JSON document (for benchmarks/run_all.py)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -62,6 +64,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--path", default="/")
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
     args = parser.parse_args()
     names = [name.strip() for name in args.servers.split(",") if name.strip()]
     processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
@@ -84,7 +87,8 @@ def main() -> int:
             for name in names:
                 rate = run_h2load(processes[name][1], args.path, args.duration)
                 results[name].append(rate)
-                print(f"round {round_number}: {name:10s} {rate:10.0f} req/s", flush=True)
+                if not args.json:
+                    print(f"round {round_number}: {name:10s} {rate:10.0f} req/s", flush=True)
     finally:
         for process, _ in processes.values():
             process.terminate()
@@ -94,6 +98,10 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
     medians = {name: statistics.median(rates) for name, rates in results.items()}
+    if args.json:
+        report = {"benchmark": "http2", "path": args.path, "rounds": results, "median": medians}
+        print(json.dumps(report, indent=1))
+        return 0
     base = medians.get("hypercorn")
     print(f"\nh2load -c16 -m10 h2c GET {args.path}, median of {args.rounds} x {args.duration} s")
     for name, rate in medians.items():
