@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _process import free_port
+from _process import free_port, stop
 
 REPO = Path(__file__).resolve().parents[1]
 APP = "benchmarks.http.apps:app"
@@ -72,12 +72,7 @@ def one_start(name: str) -> float:
             time.sleep(0.001)
         return time.perf_counter() - started
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)
 
 
 def main() -> None:

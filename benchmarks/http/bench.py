@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _process import free_port, wait_listening
+from _process import free_port, stop, wait_listening
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "benchmarks.http.apps:app"
@@ -155,15 +155,6 @@ def popen_server(command: list[str], stdout: Any) -> subprocess.Popen[bytes]:
     )
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-
-
 def measure(
     names: list[str],
     scenarios: list[tuple[str, str, int | None]],
@@ -192,7 +183,7 @@ def measure(
                     results[name].setdefault(label, []).append(row)
     finally:
         for _, process in servers.values():
-            stop_server(process)
+            stop(process)
     return results
 
 

@@ -20,17 +20,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _process import free_port
+from _process import free_port, stop, wait_listening
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "benchmarks.http.apps:app"
@@ -43,19 +41,6 @@ SERVERS = {
     ],
 }  # fmt: skip
 START_TIMEOUT = 180.0  # Python starts slowly under valgrind
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("server did not start under valgrind")
 
 
 def one_connection(port: int, path: str, count: int) -> None:
@@ -133,7 +118,7 @@ def instructions(
             env=dict(os.environ, PYTHONPATH=str(REPO)),
         )
         try:
-            wait_listening(port, process)
+            wait_listening(port, process, START_TIMEOUT)
             load(port, path, max(200, requests // 5), connections)  # warm-up (caches, imports)
             control(process.pid, "--zero")
             load(port, path, requests, connections)
@@ -143,12 +128,7 @@ def instructions(
             if keep is not None:
                 shutil.copy(dump, keep / f"callgrind.{server}.out")
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            stop(process, grace=60)
     per_connection = max(1, requests // connections)
     return total / (per_connection * connections)
 

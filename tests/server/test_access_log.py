@@ -3,6 +3,7 @@ lines out while the server runs, and whole lines from several workers sharing on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -12,9 +13,12 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import free_port
+import pytest
+
+from tests.conftest import free_port, service_reachable
 from tests.server.helpers import (
     REPO,
     WAIT,
@@ -23,6 +27,7 @@ from tests.server.helpers import (
     stop_process,
     wait_for_listening,
 )
+from tests.workers.helpers import wait_until
 
 APP = "tests.server.apps:hello"
 LINE = re.compile(
@@ -70,31 +75,55 @@ def _logged_paths(text: str) -> list[str]:
     return paths
 
 
-def test_every_line_logged_before_sigterm_is_written_at_shutdown(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _logging_to_file(tmp_path: Path) -> Iterator[tuple[int, Path, subprocess.Popen[bytes]]]:
+    """A headrace process writing its access log to a file: (port, log file, process)."""
     port = free_port()
     log = tmp_path / "access.log"
     process = headrace_process("-p", str(port), "--access-log", str(log), APP)
-    paths = [f"/r{index}" for index in range(400)]
     try:
         wait_for_listening(process)
+        yield port, log, process
+    finally:
+        stop_process(process)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "pattern"),
+    [
+        (
+            b"GET /logged?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            r'127\.0\.0\.1:\d+ - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\] "GET /logged\?q=1" 200 13',
+        ),
+        (  # a request the server answers itself (no Host) is logged too
+            b"GET /no-host HTTP/1.1\r\nConnection: close\r\n\r\n",
+            r'127\.0\.0\.1:\d+ - - \[[^]]+\] "GET /no-host" 400 \d+',
+        ),
+    ],
+    ids=["daphne-format", "server-rejection"],
+)
+def test_access_log_line(tmp_path: Path, request_bytes: bytes, pattern: str) -> None:
+    with _logging_to_file(tmp_path) as (port, log, _):
+        blocking_request(port, request_bytes)
+    line = log.read_text().strip()
+    assert re.fullmatch(pattern, line), line
+
+
+def test_every_line_logged_before_sigterm_is_written_at_shutdown(tmp_path: Path) -> None:
+    paths = [f"/r{index}" for index in range(400)]
+    with _logging_to_file(tmp_path) as (port, log, process):
         bodies = [
             body for at in range(0, 400, 100) for body in _pipelined(port, paths[at : at + 100])
         ]
         process.send_signal(signal.SIGTERM)  # at once: the last batch may still be queued
         process.wait(WAIT)
-    finally:
-        stop_process(process)
     assert bodies == [f"hello {path}".encode() for path in paths]
     assert process.returncode == 0
     assert _logged_paths(log.read_text()) == paths
 
 
 def test_lines_are_written_while_the_server_runs(tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "access.log"
-    process = headrace_process("-p", str(port), "--access-log", str(log), APP)
-    try:
-        wait_for_listening(process)
+    with _logging_to_file(tmp_path) as (port, log, process):
         blocking_request(
             port, b"GET /while-running HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
         )
@@ -103,8 +132,6 @@ def test_lines_are_written_while_the_server_runs(tmp_path: Path) -> None:
             time.sleep(0.02)
         still_running = process.poll() is None
         text = log.read_text()
-    finally:
-        stop_process(process)
     assert still_running
     assert _logged_paths(text) == ["/while-running"]
 
@@ -128,7 +155,7 @@ def test_two_workers_sharing_a_stdout_pipe_never_interleave_a_line(tmp_path: Pat
     sent: list[str] = []
     pids: set[bytes] = set()
     try:
-        _wait_for_port(port, process)
+        wait_until(lambda: service_reachable("127.0.0.1", port), what="the workers' port")
         for round_ in range(40):
             batches = [
                 [f"/w{round_}-{client}-{index}-" + "x" * (90 + 37 * index) for index in range(30)]
@@ -173,15 +200,3 @@ def _collect(port: int, paths: list[str], results: list[list[bytes]]) -> None:
 
 def _environment() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(REPO))
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + WAIT * 2
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the supervisor exited"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("nothing listening")
