@@ -1,7 +1,7 @@
 """The whole comparison of issue 17 in one command: a Markdown table and a plot.
 
-    python3 benchmarks/run_all.py            # every target, about 8-10 minutes on 2 cores
-    python3 benchmarks/run_all.py --quick    # the same targets, shorter runs (about 4 minutes)
+    python3 benchmarks/run_all.py            # every target: about 4.5 minutes on 2 cores
+    python3 benchmarks/run_all.py --quick    # the same targets, shorter runs (under 3 minutes)
     python3 benchmarks/run_all.py --only http,websocket --out /tmp/results
 
 Theory of operation
