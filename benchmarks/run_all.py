@@ -53,6 +53,7 @@ class Row:
     p99_ms: float | None = None
     cpu_us: float | None = None
     ratio: float | None = None  # times better than the peer (filled in by add_ratios)
+    note: str = ""
 
 
 @dataclass
@@ -133,10 +134,23 @@ def http2_command(quick: bool) -> list[str]:
 
 def http2_rows(output: str) -> list[Row]:
     report = json.loads(output)
+    errored = report.get("errored", {})
     return [
-        Row("h2c, h2load -c16 -m10", server, value, "req/s", "granian")
+        Row(
+            "h2c, h2load -c16 -m10",
+            server,
+            value,
+            "req/s",
+            "granian",
+            note=_errored(errored, server),
+        )
         for server, value in report["median"].items()
     ]
+
+
+def _errored(errored: dict[str, int], server: str) -> str:
+    count = errored.get(server, 0)
+    return f"{count} requests errored (closed or reset by the server)" if count else ""
 
 
 def startup_command(quick: bool) -> list[str]:
@@ -379,15 +393,15 @@ def markdown(targets: list[Target], rows: list[Row], info: dict[str, str], comma
               "figures marked ↓ (lower is better) the peer's over the figure; for HTTP/1.1 it "
               "is the median of the per-round ratios (each round runs the servers back to "
               "back).", ""]  # fmt: skip
-    lines += ["| target | server | figure | vs peer | p99 ms | server CPU µs/op |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["| target | server | figure | vs peer | p99 ms | server CPU µs/op | note |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in rows:
         arrow = "" if row.higher_is_better else " ↓"
         ratio = f"{row.ratio:.2f}x {row.peer}" if row.ratio is not None else ""
         bold = "**" if row.server.startswith("headrace") else ""
         lines.append(
             f"| {row.target} | {bold}{row.server}{bold} | {number(row.value)} {row.unit}{arrow} "
-            f"| {ratio} | {number(row.p99_ms, 2)} | {number(row.cpu_us)} |"
+            f"| {ratio} | {number(row.p99_ms, 2)} | {number(row.cpu_us)} | {row.note} |"
         )
     verdicts = judge(rows)
     if verdicts:
