@@ -26,3 +26,13 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"nothing listening on port {port}")
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM, up to ``grace`` seconds for a clean exit, then SIGKILL."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)

@@ -2,6 +2,7 @@
 
     python3 benchmarks/websocket/bench_echo.py [--connections 50] [--messages 2000] [--size 32]
         [--idle 1000] [--servers headrace,uvicorn,daphne,granian] [--deflate] [--rounds 1]
+        [--json]
 
 Every server runs ``benchmarks/websocket/echo_app.py`` as a subprocess on a free loopback port,
 one worker, uvloop where the server supports it (uvicorn ``--ws websockets-sansio``, its fastest
@@ -10,7 +11,8 @@ per connection, uvloop, pre-masked frames) in this process: ``--connections`` co
 sending ``--messages`` messages of ``--size`` bytes with exactly one message in flight. Then
 ``--idle`` connections are opened and held, and the server's RSS growth per 1,000 connections is
 reported. ``--deflate`` makes the client offer permessage-deflate like a browser (the client then
-inflates compressed echoes). Ratios are printed against uvicorn.
+inflates compressed echoes). Ratios are printed against uvicorn (best of ``--rounds``);
+``--json`` prints one JSON document instead, with every round and the medians.
 
 Everything shares one machine: client and server compete for CPU, so compare the ratios of one
 run, not absolute figures across machines.
@@ -22,9 +24,11 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -284,21 +288,34 @@ def main() -> None:
     parser.add_argument("--servers", default="headrace,uvicorn,daphne,granian")
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     parser.add_argument("--rounds", type=int, default=1, help="best of N echo runs per server")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
     import uvloop
 
     results: dict[str, tuple[float, float, float]] = {}
+    report: dict[str, dict[str, object]] = {}
     for name in args.servers.split(","):
         with running(name) as (port, pid):
             runs = [uvloop.run(echo_rate(port, pid, args)) for _ in range(args.rounds)]
             memory = uvloop.run(idle_memory(port, pid, args)) if args.idle else 0.0
         rate, cpu = max(runs)
         results[name] = (rate, cpu, memory)
+        report[name] = {
+            "rounds": [{"msgs_per_s": r, "cpu_us": c} for r, c in runs],
+            "median_msgs_per_s": statistics.median(r for r, _ in runs),
+            "median_cpu_us": statistics.median(c for _, c in runs),
+            "idle_kib_per_connection": memory * 1024 / 1000,
+        }
+        if args.json:
+            continue
         print(
             f"{name:10s} {rate:9.0f} msg/s  {cpu:6.1f} server-CPU us/msg  "
             f"{memory:6.1f} MiB / 1000 idle",
             flush=True,
         )
+    if args.json:
+        print(json.dumps({"benchmark": "websocket-echo", "servers": report}, indent=1))
+        return
     base = results.get("uvicorn")
     if base:
         mode = "deflate offered" if args.deflate else "no extension offered"

@@ -138,6 +138,7 @@ class Server:
         finally:
             await lifespan.shutdown()
             self._close_unix_sockets()
+            self.flush_access_log()
 
     async def _start_listeners(self) -> None:
         loop = asyncio.get_running_loop()
@@ -231,6 +232,11 @@ class Server:
             connection.abort()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+
+    def flush_access_log(self) -> None:
+        """Write the access log lines still queued (the log batches per loop iteration)."""
+        if self.state.access_log is not None:
+            self.state.access_log.flush()
 
     def _close_listeners(self) -> None:
         for listener in self.listeners:
@@ -347,4 +353,6 @@ def run(
     except TLSConfigError as exc:
         sys.stderr.write(f"headrace: TLS: {exc}\n")
         return 1
+    finally:
+        server.flush_access_log()  # lines queued by whatever ran as the loop closed
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import socket
 import subprocess
@@ -100,34 +99,6 @@ def test_endpoint_strings_combine_with_port(tmp_path: Path) -> None:
     finally:
         stop_process(process)
     assert all(r.endswith(b"hello /x") for r in (first, second, third))
-
-
-def test_access_log_line_in_daphne_format(tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "access.log"
-    process = headrace_process("-p", str(port), "--access-log", str(log), APP)
-    try:
-        wait_for_listening(process)
-        blocking_request(port, b"GET /logged?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    finally:
-        stop_process(process)
-    line = log.read_text().strip()
-    pattern = r'127\.0\.0\.1:\d+ - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\] "GET /logged\?q=1" 200 13'
-    assert re.fullmatch(pattern, line), line
-
-
-def test_access_log_records_requests_the_server_rejects(tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "access.log"
-    process = headrace_process("-p", str(port), "--access-log", str(log), APP)
-    try:
-        wait_for_listening(process)
-        blocking_request(port, b"GET /no-host HTTP/1.1\r\nConnection: close\r\n\r\n")
-    finally:
-        stop_process(process)
-    line = log.read_text().strip()
-    pattern = r'127\.0\.0\.1:\d+ - - \[[^]]+\] "GET /no-host" 400 \d+'
-    assert re.fullmatch(pattern, line), line
 
 
 def test_sigterm_finishes_request_in_flight() -> None:
