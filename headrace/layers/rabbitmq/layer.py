@@ -808,8 +808,9 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     async def _connected(core: _Core) -> None:
         await core.ready()
 
-    async def group_add(self, group: str, channel: str) -> None:
-        """Add ``channel`` to ``group`` (or renew it for another ``group_expiry``)."""
+    async def group_add(self, group: str, channel: str, info: dict[str, Any] | None = None) -> None:
+        """Add ``channel`` to ``group`` (or renew it for another ``group_expiry``). ``info`` is
+        for groups with presence, which this layer refuses to configure (see the class doc)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         await self._home(lambda core: core.group_add(group, channel))

@@ -73,7 +73,7 @@ class HostSpec:
             return aioredis.Redis(host=host, port=port, **options)
         if self.kind == "sentinel":
             assert self.master_name is not None
-            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
                 list(self.nodes), sentinel_kwargs=dict(self.sentinel_kwargs) or None, **options
             )
             client: aioredis.Redis = sentinel.master_for(self.master_name)

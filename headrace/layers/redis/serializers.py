@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from headrace.exceptions import InvalidChannelLayerError
+from headrace.layers.history import POSITION_KEY
 
 __all__ = ["SERIALIZER_FORMATS", "MessageSerializer"]
 
@@ -129,6 +130,17 @@ class MessageSerializer:
         return self._crypter.encrypt(data) if self._crypter else data
 
     def deserialize(self, data: bytes) -> dict[str, Any]:
+        if data[:1] == b"\0":
+            return self._deserialize_positioned(data)
         if self._crypter:
             data = self._crypter.decrypt(data)
         return self._decode(data)
+
+    def _deserialize_positioned(self, data: bytes) -> dict[str, Any]:
+        """A group history copy, ``\\0<epoch>:<offset>\\0<payload>`` (see
+        :mod:`headrace.layers.redis.group_scripts`): the message with its ``__position__``."""
+        end = data.index(b"\0", 1)
+        epoch, offset = data[1:end].decode().rsplit(":", 1)
+        message = self.deserialize(data[end + 1 :])
+        message[POSITION_KEY] = [epoch, int(offset)]
+        return message
