@@ -227,3 +227,29 @@ def test_pubsub_layer_refuses_history_and_presence() -> None:
     for option, value in (("history", HISTORY), ("presence", PRESENCE)):
         with pytest.raises(ConfigError, match=f"RedisPubSubChannelLayer.*'{option}'"):
             RedisPubSubChannelLayer(**{option: value})
+
+
+async def test_messages_older_than_ttl_are_dropped(system_redis: tuple[str, int]) -> None:
+    """Keep sending; the first message leaves history once its ttl passed while the stream
+    (and its epoch) lives on. Polled with a deadline: no assumption about timing."""
+    prefix = unique_prefix()
+    layer = RedisChannelLayer(
+        hosts=[system_redis], prefix=prefix, history={"room.*": {"size": 1000, "ttl": 2}}
+    )
+    try:
+        first = await layer.group_send("room.h", {"type": "m"})
+        assert first is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE
+        while True:
+            latest = await layer.group_send("room.h", {"type": "m"})
+            kept = await layer.group_history("room.h")
+            assert latest is not None and latest.epoch == first.epoch
+            if kept.messages[0][0] > 1:
+                break
+            assert loop.time() < deadline, "the first message never expired"
+            await asyncio.sleep(0.05)
+        assert not (await layer.group_history("room.h", Position(first.epoch, 0))).recovered
+        assert (await layer.group_history("room.h", latest)).recovered
+    finally:
+        await close_and_drop(system_redis, prefix, layer)

@@ -177,22 +177,14 @@ HISTORY = (
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local epoch = current_epoch(KEYS[1], KEYS[2], ARGV[3], ARGV[2])
 local newest = tonumber(redis.call('HGET', KEYS[2], 'o'))
--- trim entries older than the ttl (they are the oldest: ids grow with time)
-while true do
-  local batch = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 64)
-  local keep = nil
-  for _, entry in ipairs(batch) do
-    if tonumber(entry[2][2]) > now - ttl then keep = entry[1]; break end
-  end
-  if keep then redis.call('XTRIM', KEYS[1], 'MINID', keep); break end
-  if #batch == 0 then break end
-  local last = tonumber(string.match(batch[#batch][1], '^%d+'))
-  redis.call('XTRIM', KEYS[1], 'MINID', (last + 1) .. '-0')
-  if #batch < 64 then break end
+-- drop entries older than the ttl (the oldest first: ids grow with time); each goes once
+local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+while #head > 0 and tonumber(head[1][2][2]) <= now - ttl do
+  redis.call('XDEL', KEYS[1], head[1][1])
+  head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 end
-local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local oldest = newest + 1
-if #first > 0 then oldest = tonumber(string.match(first[1][1], '^%d+')) end
+if #head > 0 then oldest = tonumber(string.match(head[1][1], '^%d+')) end
 local start, recovered = '-', 1
 if ARGV[4] ~= '' then
   local since = tonumber(ARGV[5])
