@@ -198,7 +198,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._message_deadlines: deque[_Entry] = deque()
         self._group_deadlines: deque[tuple[float, str, str, int]] = deque()
         self._join_counter = 0
-        self.history = HistoryStore()
+        self.history: HistoryStore[LayerMessage] = HistoryStore()
         self.presence: dict[str, dict[str, tuple[LayerMessage, float]]] = {}
 
     # ------------------------------------------------------------------ channels
@@ -436,10 +436,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
         settings = self.group_features.require_history(group)
         check_history_query(since, limit)
         with self._lock:
-            now = time.monotonic()
-            kept = self.history.log_of(group, settings, now).read(since, limit, now)
-        messages = [(offset, copy_message(message)) for offset, message in kept.messages]
-        return GroupHistory(kept.epoch, kept.offset, messages, kept.recovered)
+            epoch, newest, kept, recovered = self.history.read(
+                group, settings, since, limit, time.monotonic()
+            )
+        messages = [(offset, copy_message(message)) for offset, message in kept]
+        return GroupHistory(epoch, newest, messages, recovered)
 
     async def group_presence(self, group: str) -> dict[str, dict[str, Any]]:
         """``{channel: info}`` of the members of ``group`` (a group with presence)."""
