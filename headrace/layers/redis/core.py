@@ -698,6 +698,11 @@ class RedisChannelLayer(BaseChannelLayer):
             calls.append(self._retry(_bind(_GROUP_SEND, client, keys, args)))
         await asyncio.gather(*calls)
 
+    def stop_presence_heartbeat(self) -> None:
+        """Stop refreshing the presence of the channels this layer added (for tests: the
+        layer then looks like a process that hung or died without discarding them)."""
+        self._features.stop()
+
     # ------------------------------------------------------------------ flush, close
 
     async def flush(self) -> None:

@@ -76,6 +76,7 @@ class GroupFeatureStore:
         self.layer = layer
         self._shard_of_tag = {base: shard for shard, (_, base) in enumerate(layer._shards)}
         self._heartbeats: dict[LoopResources, _Heartbeat] = {}
+        self._stopped = False
 
     def special(self, group: str) -> bool:
         """True when ``group`` has history or presence (its state lives on its own shard)."""
@@ -171,7 +172,7 @@ class GroupFeatureStore:
         args += [*self._delivery_args(now), join]
         foreign = await self._call(group, _MEMBER_ADD, [f"{base}:pz:{group}"], args)
         await self._forward(foreign)
-        if presence is not None:
+        if presence is not None and not self._stopped:
             await self._track(group, channel, presence)
 
     async def discard(self, group: str, channel: str) -> None:
@@ -249,6 +250,14 @@ class GroupFeatureStore:
         args += [*self._delivery_args(now), "", *channels]
         foreign = await self._call(group, _SWEEP, [f"{base}:pz:{group}"], args)
         await self._forward(foreign)
+
+    def stop(self) -> None:
+        """Stop refreshing presence from now on (what a hung or dead process looks like)."""
+        self._stopped = True
+        for heartbeat in self._heartbeats.values():
+            heartbeat.groups.clear()
+            if heartbeat.task is not None:
+                heartbeat.task.cancel()
 
     def forget(self) -> None:
         """After a flush: stop refreshing (the members are gone)."""
