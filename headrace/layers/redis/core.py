@@ -380,12 +380,16 @@ class RedisChannelLayer(BaseChannelLayer):
         inbox = resources.inboxes.get(nonlocal_name)
         if inbox is None:
             inbox = resources.inboxes[nonlocal_name] = Inbox(nonlocal_name)
+            if self.group_features and not self._single_shard:
+                self._features.read_inbox_everywhere(resources, inbox)
         if inbox.task is None or inbox.task.done():
             inbox.task = resources.spawn(self._read_inbox(resources, inbox))
         return inbox
 
-    async def _read_inbox(self, resources: _CoreLoop, inbox: Inbox) -> None:
-        shard = self.shard_of(inbox.nonlocal_name)
+    async def _read_inbox(self, resources: _CoreLoop, inbox: Inbox, shard: int = -1) -> None:
+        """Move ``inbox``'s elements into mailboxes: from its home shard, or from ``shard``
+        (where groups with history or presence push copies for it)."""
+        shard = self.shard_of(inbox.nonlocal_name) if shard < 0 else shard
         _, base = self._client(resources, shard)
         key = f"{base}:c:{inbox.nonlocal_name}"
         command = ("BLMPOP", self._block_seconds(), "1", key, "LEFT", "COUNT", str(INBOX_BATCH))

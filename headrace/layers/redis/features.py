@@ -6,9 +6,12 @@ A group matching a ``history`` or ``presence`` pattern keeps all of its state --
 stream, epoch, presence -- on the shard of its *name*, so one script call does a whole
 operation atomically: ``group_send`` appends to the stream (``XADD ... MAXLEN``), takes the
 next offset and pushes the member copies carrying that offset in the same call, so the offsets
-members see are exactly the stream's. Members homed on other shards (their queue or inbox is
-read there) get their copies through one extra parallel call per such shard; with one server
-every copy is pushed by the first call.
+members see are exactly the stream's. That is one round trip per send with any number of shards
+(Cluster included) for process-local members: on a sharded layer with these features every
+process reads its inboxes on *every* shard (one extra blocking reader per shard and inbox), and
+the script pushes a local member's copy into its process's inbox on the group's shard. A
+*normal* channel member whose queue lives on another shard gets its copy through one extra
+parallel call per such shard (normal channels are read on their own shard only).
 
 Presence: ``group_add`` records the member's expiry (a sorted set) and its ``presence.leave``
 event (a hash, which carries the info), and pushes the ``presence.join`` event to every member
@@ -44,7 +47,8 @@ from headrace.layers.redis.mailbox import now_ms
 from headrace.layers.redis.ring import shard_name
 
 if TYPE_CHECKING:
-    from headrace.layers.redis.core import RedisChannelLayer
+    from headrace.layers.redis.core import RedisChannelLayer, _CoreLoop
+    from headrace.layers.redis.mailbox import Inbox
 
 __all__ = ["GroupFeatureStore"]
 
@@ -89,8 +93,21 @@ class GroupFeatureStore:
         shard = self.layer._ring.index(group) if self.layer.shard_count > 1 else 0
         return shard, self.layer._shards[shard][1]
 
-    def _home_tag(self, channel: str) -> str:
+    def _home_tag(self, group: str, channel: str) -> str:
+        """Where the group's copies for ``channel`` go: a process-local channel's inbox on the
+        group's own shard (every process reads its inboxes on every shard, see
+        :meth:`read_inbox_everywhere`), a normal channel's queue on the channel's shard."""
+        if "!" in channel:
+            return self._group_base(group)[1]
         return self.layer._shards[self.layer.shard_of(shard_name(channel))][1]
+
+    def read_inbox_everywhere(self, resources: _CoreLoop, inbox: Inbox) -> None:
+        """Read ``inbox`` on every other shard too, so that a group with history or presence
+        delivers to it from the group's shard in the same script call."""
+        home = self.layer.shard_of(inbox.nonlocal_name)
+        for shard in range(self.layer.shard_count):
+            if shard != home:
+                resources.spawn(self.layer._read_inbox(resources, inbox, shard))
 
     def _delivery_args(self, now: int) -> Args:
         """Membership cutoff, queue ttl and the element's expiry digits."""
@@ -167,7 +184,7 @@ class GroupFeatureStore:
         leave = serialize(presence_event(PRESENCE_LEAVE, channel, member_info))
         join = serialize(presence_event(PRESENCE_JOIN, channel, member_info))
         args: Args = [now, max(1, int(self.layer.group_expiry * 1000)), base, group]
-        args += [self._home_tag(channel), channel, self.layer.get_capacity(channel)]
+        args += [self._home_tag(group, channel), channel, self.layer.get_capacity(channel)]
         args += [_ms(presence.ttl) if presence else 0, leave, _flag(presence)]
         args += [*self._delivery_args(now), join]
         foreign = await self._call(group, _MEMBER_ADD, [f"{base}:pz:{group}"], args)
@@ -179,7 +196,7 @@ class GroupFeatureStore:
         presence = self.layer.group_features.presence_of(group)
         _, base = self._group_base(group)
         now = now_ms()
-        entry = self._home_tag(channel)
+        entry = self._home_tag(group, channel)
         if "!" not in channel:
             entry = f"{entry}|{self.layer.get_capacity(channel)}|{channel}"
         args: Args = [now, base, group, entry, channel, _flag(presence)]

@@ -15,8 +15,9 @@ presence together, also on a Redis Cluster:
 * ``G:xn:<group>`` -- sorted set of normal-channel members ``"<home tag>|<capacity>|<channel>"``;
   ``G:xl:<group>`` the processes with local members ``"<home tag>|<non-local name>"``,
   ``G:xm:<group>:<non-local>`` their suffixes (scores: time of ``group_add``, for
-  ``group_expiry``). The *home tag* is the hash tag of the member's own shard, where its queue
-  or inbox is read;
+  ``group_expiry``). The *home tag* says where the member's copies go: for a local channel
+  the group's own tag (processes read their inboxes on every shard), for a normal channel the
+  tag of the channel's shard, where its queue is read;
 * ``G:pz:<group>`` -- sorted set ``channel -> presence expiry (ms)``; ``G:pi:<group>`` hash
   ``channel -> serialized presence.leave event`` (which carries the member's info, so a script
   that notices an expired member can send it as is), ``G:ph:<group>`` ``channel -> membership
@@ -24,9 +25,9 @@ presence together, also on a Redis Cluster:
 
 Delivery
 --------
-A copy for a member whose home tag is ``G`` is pushed by the script itself. Copies for members
-homed on other shards are returned to the caller as ``home tag, key, capacity, element`` and
-forwarded with one :data:`FORWARD` call per such shard (with one server there are none).
+A copy for a member whose home tag is ``G`` is pushed by the script itself. Copies for normal
+channels homed on other shards are returned to the caller as ``home tag, key, capacity,
+element`` and forwarded with one :data:`FORWARD` call per such shard (none with one server).
 
 A delivered copy of a history message is an ordinary queue element (see
 :mod:`headrace.layers.redis.scripts`) whose payload is ``\\0<epoch>:<offset>\\0<payload>``; the
