@@ -21,6 +21,8 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -30,6 +32,17 @@ from headrace.layers.redis import RedisChannelLayer
 
 HISTORY = {"hist.*": {"size": 100, "ttl": 300}}
 PRESENCE = {"pres.*": {"ttl": 60, "events": False}}
+
+
+@asynccontextmanager
+async def fresh_layer(url: str, **config: Any) -> AsyncIterator[RedisChannelLayer]:
+    """A layer on a prefix of its own, flushed and closed afterwards."""
+    layer = RedisChannelLayer(hosts=[url], prefix=f"bench-h-{uuid.uuid4().hex[:8]}", **config)
+    try:
+        yield layer
+    finally:
+        await layer.flush()
+        await layer.close()
 
 
 async def server_cpu(raw: aioredis.Redis) -> float:
@@ -95,9 +108,7 @@ async def send_cost(args: argparse.Namespace) -> None:
 
 
 async def recovery(args: argparse.Namespace) -> None:
-    prefix = f"bench-h-{uuid.uuid4().hex[:8]}"
-    layer = RedisChannelLayer(hosts=[args.redis], prefix=prefix, history=HISTORY)
-    try:
+    async with fresh_layer(args.redis, history=HISTORY) as layer:
         sent: Position | None = None
         for n in range(args.missed):
             sent = await layer.group_send("hist.r", {"type": "chat.message", "n": n})
@@ -123,15 +134,10 @@ async def recovery(args: argparse.Namespace) -> None:
             f"{median * 1000:8.1f} ms total, {median / args.clients * 1e6:8.1f} us/client, "
             f"{args.clients * args.missed / median:10.0f} messages/s"
         )
-    finally:
-        await layer.flush()
-        await layer.close()
 
 
 async def presence(args: argparse.Namespace) -> None:
-    prefix = f"bench-h-{uuid.uuid4().hex[:8]}"
-    layer = RedisChannelLayer(hosts=[args.redis], prefix=prefix, presence=PRESENCE)
-    try:
+    async with fresh_layer(args.redis, presence=PRESENCE) as layer:
         adds, counts, fetches = [], [], []
         for round_index in range(args.rounds):
             group = f"pres.g{round_index}"
@@ -145,9 +151,6 @@ async def presence(args: argparse.Namespace) -> None:
         print(f"group_add all        {statistics.median(adds) * 1000:8.1f} ms")
         print(f"group_presence_count {statistics.median(counts):8.1f} us")
         print(f"group_presence       {statistics.median(fetches) / 1000:8.1f} ms")
-    finally:
-        await layer.flush()
-        await layer.close()
 
 
 async def timed_calls(call: Any, group: str, repeat: int) -> float:

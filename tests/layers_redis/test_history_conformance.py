@@ -10,33 +10,18 @@ import pytest
 from headrace.layers.base import BaseChannelLayer
 from headrace.layers.redis import RedisChannelLayer
 from headrace.testing.history import HistoryPresenceConformance
-from tests.layers_redis.conftest import unique_prefix
-from tests.layers_redis.servers import Cluster, RedisProcess
+from tests.layers_redis.conftest import HOST_SETUPS, hosts_of_setup, unique_prefix
 
 
-class RedisHistoryConformance(HistoryPresenceConformance):
+class TestRedisHistoryPresence(HistoryPresenceConformance):
     shares_state_between_instances = True
     hosts: list[Any]
+
+    @pytest.fixture(autouse=True, params=HOST_SETUPS)
+    def _hosts(self, request: pytest.FixtureRequest) -> None:
+        self.hosts = hosts_of_setup(request)
 
     async def make_layer(self, **config: Any) -> BaseChannelLayer:
         if not hasattr(self, "prefix"):
             self.prefix = unique_prefix()
         return RedisChannelLayer(hosts=self.hosts, prefix=self.prefix, **config)
-
-
-class TestHistorySingleHost(RedisHistoryConformance):
-    @pytest.fixture(autouse=True)
-    def _hosts(self, system_redis: tuple[str, int]) -> None:
-        self.hosts = [system_redis]
-
-
-class TestHistoryThreeShards(RedisHistoryConformance):
-    @pytest.fixture(autouse=True)
-    def _hosts(self, shard_servers: list[RedisProcess]) -> None:
-        self.hosts = [server.url for server in shard_servers]
-
-
-class TestHistoryCluster(RedisHistoryConformance):
-    @pytest.fixture(autouse=True)
-    def _hosts(self, cluster: Cluster) -> None:
-        self.hosts = [{"cluster": True, "address": cluster.nodes[0].url}]

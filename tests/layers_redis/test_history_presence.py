@@ -19,8 +19,8 @@ import pytest
 from headrace.exceptions import ConfigError
 from headrace.layers.history import POSITION_KEY, Position
 from headrace.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
-from tests.layers_redis.conftest import close_and_drop, unique_prefix
-from tests.layers_redis.servers import Cluster, RedisProcess
+from tests.layers_redis.conftest import HOST_SETUPS, close_and_drop, hosts_of_setup, unique_prefix
+from tests.layers_redis.servers import RedisProcess
 
 HISTORY = {"room.*": {"size": 5, "ttl": 60}}
 PRESENCE = {"room.*": {"ttl": 1.5, "events": True}}
@@ -39,15 +39,9 @@ async def receive_type(layer: RedisChannelLayer, channel: str, kind: str) -> dic
             return message
 
 
-@pytest.fixture(params=["one host", "three shards", "cluster"])
+@pytest.fixture(params=HOST_SETUPS)
 def hosts(request: pytest.FixtureRequest) -> list[Any]:
-    if request.param == "one host":
-        return [request.getfixturevalue("system_redis")]
-    if request.param == "three shards":
-        servers: list[RedisProcess] = request.getfixturevalue("shard_servers")
-        return [server.url for server in servers]
-    cluster: Cluster = request.getfixturevalue("cluster")
-    return [{"cluster": True, "address": cluster.nodes[0].url}]
+    return hosts_of_setup(request)
 
 
 @pytest.fixture
