@@ -381,10 +381,18 @@ class RedisChannelLayer(BaseChannelLayer):
         if inbox is None:
             inbox = resources.inboxes[nonlocal_name] = Inbox(nonlocal_name)
             if self.group_features and not self._single_shard:
-                self._features.read_inbox_everywhere(resources, inbox)
+                self._read_inbox_everywhere(resources, inbox)
         if inbox.task is None or inbox.task.done():
             inbox.task = resources.spawn(self._read_inbox(resources, inbox))
         return inbox
+
+    def _read_inbox_everywhere(self, resources: _CoreLoop, inbox: Inbox) -> None:
+        """Read ``inbox`` on every other shard too, so that a group with history or presence
+        delivers to it from the group's shard in the same script call (see :mod:`.features`)."""
+        home = self.shard_of(inbox.nonlocal_name)
+        for shard in range(self.shard_count):
+            if shard != home:
+                resources.spawn(self._read_inbox(resources, inbox, shard))
 
     async def _read_inbox(self, resources: _CoreLoop, inbox: Inbox, shard: int = -1) -> None:
         """Move ``inbox``'s elements into mailboxes: from its home shard, or from ``shard``

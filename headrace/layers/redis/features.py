@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
+
+from redis.exceptions import RedisError
 
 from headrace.layers.history import (
     PRESENCE_JOIN,
     PRESENCE_LEAVE,
+    GroupFeatures,
     GroupHistory,
     HistorySettings,
     Position,
@@ -42,13 +45,39 @@ from headrace.layers.history import (
     presence_event,
 )
 from headrace.layers.redis import group_scripts
-from headrace.layers.redis.connections import LoopResources, Script
+from headrace.layers.redis.connections import RETRYABLE, LoopResources, Script
+from headrace.layers.redis.hosts import AnyRedis
 from headrace.layers.redis.mailbox import now_ms
-from headrace.layers.redis.ring import shard_name
+from headrace.layers.redis.ring import HashRing, shard_name
+from headrace.layers.redis.serializers import MessageSerializer
 
-if TYPE_CHECKING:
-    from headrace.layers.redis.core import RedisChannelLayer, _CoreLoop
-    from headrace.layers.redis.mailbox import Inbox
+T = TypeVar("T")
+
+
+class LayerView(Protocol):
+    """What this module uses of :class:`~headrace.layers.redis.core.RedisChannelLayer`."""
+
+    _shards: list[tuple[int, str]]
+    _ring: HashRing
+    group_features: GroupFeatures
+    group_expiry: float
+    serializer: MessageSerializer
+
+    @property
+    def shard_count(self) -> int: ...
+
+    def shard_of(self, channel: str) -> int: ...
+
+    def get_capacity(self, channel: str) -> int: ...
+
+    def _ttls(self) -> tuple[int, int]: ...
+
+    async def _resources(self) -> LoopResources: ...
+
+    def _client(self, resources: Any, shard: int) -> tuple[AnyRedis, str]: ...
+
+    async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T: ...
+
 
 __all__ = ["GroupFeatureStore"]
 
@@ -61,6 +90,8 @@ _PRESENCE = Script(group_scripts.PRESENCE)
 _FORWARD = Script(group_scripts.FORWARD)
 
 Args = list[str | bytes | int]
+
+_BEAT_ERRORS: tuple[type[BaseException], ...] = (*RETRYABLE, RedisError)
 
 
 class _Heartbeat:
@@ -76,7 +107,7 @@ class _Heartbeat:
 class GroupFeatureStore:
     """History and presence operations of one :class:`RedisChannelLayer`."""
 
-    def __init__(self, layer: RedisChannelLayer) -> None:
+    def __init__(self, layer: LayerView) -> None:
         self.layer = layer
         self._shard_of_tag = {base: shard for shard, (_, base) in enumerate(layer._shards)}
         self._heartbeats: dict[LoopResources, _Heartbeat] = {}
@@ -96,18 +127,10 @@ class GroupFeatureStore:
     def _home_tag(self, group: str, channel: str) -> str:
         """Where the group's copies for ``channel`` go: a process-local channel's inbox on the
         group's own shard (every process reads its inboxes on every shard, see
-        :meth:`read_inbox_everywhere`), a normal channel's queue on the channel's shard."""
+        ``RedisChannelLayer._read_inbox_everywhere``), a normal channel's queue on its shard."""
         if "!" in channel:
             return self._group_base(group)[1]
         return self.layer._shards[self.layer.shard_of(shard_name(channel))][1]
-
-    def read_inbox_everywhere(self, resources: _CoreLoop, inbox: Inbox) -> None:
-        """Read ``inbox`` on every other shard too, so that a group with history or presence
-        delivers to it from the group's shard in the same script call."""
-        home = self.layer.shard_of(inbox.nonlocal_name)
-        for shard in range(self.layer.shard_count):
-            if shard != home:
-                resources.spawn(self.layer._read_inbox(resources, inbox, shard))
 
     def _delivery_args(self, now: int) -> Args:
         """Membership cutoff, queue ttl and the element's expiry digits."""
@@ -252,8 +275,8 @@ class GroupFeatureStore:
                     continue
                 try:
                     await self.refresh(group, sorted(channels))
-                except OSError:
-                    continue  # Redis away: the next beat tries again
+                except _BEAT_ERRORS:
+                    continue  # Redis away (or failing over): the next beat tries again
 
     def _settings_of(self, group: str) -> PresenceSettings:
         return self.layer.group_features.require_presence(group)
