@@ -53,7 +53,9 @@ __all__ = [
     "Position",
     "PresenceSettings",
     "check_history_query",
+    "check_info",
     "new_epoch",
+    "pop_member",
     "presence_event",
     "recovered_since",
 ]
@@ -137,6 +139,25 @@ def recovered_since(since: Position | None, epoch: str, newest: int, oldest_kept
     if since is None:
         return True
     return since.epoch == epoch and oldest_kept - 1 <= since.offset <= newest
+
+
+def pop_member(rosters: dict[str, dict[str, _S]], group: str, channel: str) -> _S | None:
+    """Remove ``channel`` from ``rosters[group]`` (and the roster once empty); what it held,
+    or None when it was not there. The presence bookkeeping of the in-process stores."""
+    roster = rosters.get(group)
+    entry = roster.pop(channel, None) if roster is not None else None
+    if roster is not None and not roster:
+        del rosters[group]
+    return entry
+
+
+def check_info(info: object) -> dict[str, Any]:
+    """The presence info to record: ``info`` itself, {} for None; TypeError for a non-dict."""
+    if info is None:
+        return {}
+    if not isinstance(info, dict):
+        raise TypeError(f"info must be a dict or None, not {type(info).__name__}")
+    return info
 
 
 def check_history_query(since: object, limit: object) -> None:
@@ -337,7 +358,7 @@ class HistoryStore(Generic[M]):
         log = self.logs.get(group)
         if log is None or log.expires <= now:
             log = self.logs[group] = HistoryLog(settings, now)
-        elif log.settings != settings:
+        elif log.settings is not settings and log.settings != settings:
             log.adopt(settings)
         return log
 

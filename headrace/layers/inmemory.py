@@ -18,6 +18,9 @@ O(channels + members) on every call as in Channels 4.3 (where a 5,000-member gro
 seconds). Expiry runs on ``receive`` and ``group_send``, and on ``send`` only when the target
 looks full, so expired messages never cause ChannelFull. As in Channels, a channel that loses a
 message to expiry is removed from its groups, found through a reverse index, not by scanning.
+The same pass drops the already received entries at the left of the global deque (up to the
+oldest pending one), so received messages are released at once in the usual case, not held
+until their deadline.
 
 Group memberships work the same way: one global deque of ``(deadline, group, channel, token)``
 in join order; a renewed ``group_add`` gets a new token, so stale deque records are ignored.
@@ -76,6 +79,8 @@ from headrace.layers.history import (
     HistoryStore,
     Position,
     check_history_query,
+    check_info,
+    pop_member,
     presence_event,
 )
 
@@ -99,26 +104,6 @@ def _copier(message: LayerMessage) -> Callable[[LayerMessage], LayerMessage]:
         if not isinstance(value, _IMMUTABLE_SCALARS):
             return copy.deepcopy
     return dict
-
-
-def _stamping(
-    copier: Callable[[LayerMessage], LayerMessage], epoch: str, offset: int
-) -> Callable[[LayerMessage], LayerMessage]:
-    """``copier`` that also puts ``[epoch, offset]`` under POSITION_KEY in each copy."""
-
-    def copy_stamped(message: LayerMessage) -> LayerMessage:
-        copied = copier(message)
-        copied[POSITION_KEY] = [epoch, offset]
-        return copied
-
-    return copy_stamped
-
-
-def _history_copy(message: LayerMessage) -> LayerMessage:
-    """The copy of a sent message that history keeps (without a relayed position)."""
-    kept = copy_message(message)
-    kept.pop(POSITION_KEY, None)
-    return kept
 
 
 def _set_if_pending(waiter: asyncio.Future[None]) -> None:
@@ -308,6 +293,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 target.entries.popleft()
                 self._drop_if_idle(name, target)
                 self._leave_all_groups(name)
+        # Received entries in front of the oldest pending one go too, so a received message
+        # is not held (and scanned by the garbage collector) until its deadline.
+        self._oldest_deadline()
         self._expire_memberships(now)
 
     def _expire_memberships(self, now: float) -> None:
@@ -344,7 +332,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         in a group with presence, record ``info`` (sending the join event on a first add)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        recorded = self._presence_info(info)
+        recorded = copy_message(check_info(info))
         with self._lock:
             now = time.monotonic()
             self._expire(now)
@@ -355,14 +343,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._group_deadlines.append((now + self.group_expiry, group, channel, token))
             if self.group_features.presence:
                 self._record_presence(group, channel, recorded, now)
-
-    @staticmethod
-    def _presence_info(info: object) -> LayerMessage:
-        if info is None:
-            return {}
-        if not isinstance(info, dict):
-            raise TypeError(f"info must be a dict or None, not {type(info).__name__}")
-        return copy_message(info)
 
     def _record_presence(self, group: str, channel: str, info: LayerMessage, now: float) -> None:
         settings = self.group_features.presence_of(group)
@@ -396,12 +376,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._forget_presence(group, channel)
 
     def _forget_presence(self, group: str, channel: str) -> None:
-        roster = self.presence.get(group)
-        entry = roster.pop(channel, None) if roster is not None else None
+        entry = pop_member(self.presence, group, channel)
         if entry is None:
             return
-        if not roster:
-            del self.presence[group]
         settings = self.group_features.presence_of(group)
         remaining = self.groups.get(group)
         if settings is not None and settings.events and remaining:
@@ -422,10 +399,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 if members:
                     self._fan_out(list(members), message, now)
                 return None
-            position = self.history.log_of(group, history, now).append(_history_copy(message), now)
+            copier = _copier(message)
+            kept = copier(message)  # history's own copy, without a relayed position
+            if POSITION_KEY in kept:
+                del kept[POSITION_KEY]
+            position = self.history.log_of(group, history, now).append(kept, now)
             members = self.groups.get(group)
             if members:
-                self._fan_out(list(members), message, now, position)
+                self._fan_out(list(members), message, now, copier, position)
             return position
 
     async def group_history(
@@ -466,12 +447,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
         names: list[str],
         message: LayerMessage,
         now: float,
+        copier: Callable[[LayerMessage], LayerMessage] | None = None,
         position: Position | None = None,
     ) -> None:
-        """group_send's hot loop: _deliver inlined, one copy function and deadline for all."""
-        copier = _copier(message)
-        if position is not None:
-            copier = _stamping(copier, position.epoch, position.offset)
+        """group_send's hot loop: _deliver inlined, one copy function and deadline for all;
+        with ``position``, each copy gets its own ``[epoch, offset]`` list."""
+        if copier is None:
+            copier = _copier(message)
+        epoch, offset = (None, 0) if position is None else (position.epoch, position.offset)
         deadline = now + self.expiry
         channels = self.channels
         append_deadline = self._message_deadlines.append
@@ -484,7 +467,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 refused(name)
                 continue
             accepted(name)
-            entry = (deadline, name, copier(message))
+            copied = copier(message)
+            if epoch is not None:
+                copied[POSITION_KEY] = [epoch, offset]
+            entry = (deadline, name, copied)
             target.entries.append(entry)
             append_deadline(entry)
             if target.waiters:
