@@ -247,3 +247,26 @@ async def test_messages_older_than_ttl_are_dropped(system_redis: tuple[str, int]
         assert (await layer.group_history("room.h", latest)).recovered
     finally:
         await close_and_drop(system_redis, prefix, layer)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"serializer_format": "json"}, {"symmetric_encryption_keys": ["a secret of the test"]}],
+)
+async def test_positions_with_every_serializer(
+    system_redis: tuple[str, int], options: dict[str, Any]
+) -> None:
+    prefix = unique_prefix()
+    layer = RedisChannelLayer(hosts=[system_redis], prefix=prefix, history=HISTORY, **options)
+    try:
+        channels = [await layer.new_channel() for _ in range(2)]
+        for channel in channels:
+            await layer.group_add("room.i", channel)
+        sent = await layer.group_send("room.i", {"type": "m", "text": "é"})
+        assert sent is not None
+        for channel in channels:
+            message = await receive(layer, channel)
+            assert message == {"type": "m", "text": "é", POSITION_KEY: [sent.epoch, 1]}
+        assert (await layer.group_history("room.i")).messages == [(1, {"type": "m", "text": "é"})]
+    finally:
+        await close_and_drop(system_redis, prefix, layer)

@@ -115,6 +115,7 @@ class MessageSerializer:
                 f"serializer_format must be one of {SERIALIZER_FORMATS}, not {serializer_format!r}"
             )
         self.format = serializer_format
+        self._positioned: tuple[bytes, str, int, bytes] | None = None
         self._crypter = (
             _Crypter(_check_keys(symmetric_encryption_keys))
             if symmetric_encryption_keys is not None
@@ -138,9 +139,15 @@ class MessageSerializer:
 
     def _deserialize_positioned(self, data: bytes) -> dict[str, Any]:
         """A group history copy, ``\\0<epoch>:<offset>\\0<payload>`` (see
-        :mod:`headrace.layers.redis.group_scripts`): the message with its ``__position__``."""
-        end = data.index(b"\0", 1)
-        epoch, offset = data[1:end].decode().rsplit(":", 1)
-        message = self.deserialize(data[end + 1 :])
-        message[POSITION_KEY] = [epoch, int(offset)]
+        :mod:`headrace.layers.redis.group_scripts`): the message with its ``__position__``.
+        Every member of a process gets the same bytes object, so the prefix is parsed once."""
+        parsed = self._positioned
+        if parsed is None or parsed[0] is not data:
+            end = data.index(b"\0", 1)
+            colon = data.rindex(b":", 1, end)
+            epoch, offset = data[1:colon].decode(), int(data[colon + 1 : end])
+            parsed = self._positioned = (data, epoch, offset, data[end + 1 :])
+        _, epoch, offset, body = parsed
+        message = self._decode(self._crypter.decrypt(body) if self._crypter else body)
+        message[POSITION_KEY] = [epoch, offset]
         return message
