@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -191,9 +192,9 @@ class GroupFeatureStore:
         args: Args = [now_ms(), _history_numbers(settings)[1], new_epoch()]
         args += [since.epoch if since else "", since.offset if since else 0]
         args.append("" if limit is None else limit)
-        epoch, newest, recovered, flat = await self._call(group, _HISTORY, keys, args)
+        epoch, newest, recovered, framed = await self._call(group, _HISTORY, keys, args)
         decode = self.layer.serializer.deserialize
-        messages = [(int(flat[i]), decode(flat[i + 1])) for i in range(0, len(flat), 2)]
+        messages = [(offset, decode(payload)) for offset, payload in _unframe(framed)]
         return GroupHistory(epoch.decode(), int(newest), messages, bool(recovered))
 
     # ------------------------------------------------------------------ membership
@@ -303,6 +304,21 @@ class GroupFeatureStore:
         """After a flush: stop refreshing (the members are gone)."""
         for heartbeat in self._heartbeats.values():
             heartbeat.groups.clear()
+
+
+_FRAME = struct.Struct(group_scripts.FRAME)
+
+
+def _unframe(framed: bytes) -> list[tuple[int, bytes]]:
+    """The (offset, payload) entries of HISTORY's framed answer."""
+    entries = []
+    position, header = 0, _FRAME.size
+    while position < len(framed):
+        offset, length = _FRAME.unpack_from(framed, position)
+        position += header
+        entries.append((int(offset), framed[position : position + length]))
+        position += length
+    return entries
 
 
 def _history_numbers(settings: HistorySettings | None) -> tuple[int, int]:

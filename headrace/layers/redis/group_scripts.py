@@ -39,7 +39,19 @@ from __future__ import annotations
 
 from headrace.layers.redis.scripts import _TRIM_EXPIRED
 
-__all__ = ["FORWARD", "HISTORY", "MEMBER_ADD", "MEMBER_DISCARD", "PRESENCE", "SEND", "SWEEP"]
+FRAME = ">dI"
+"""The header of each entry in HISTORY's answer: offset (a double), payload length."""
+
+__all__ = [
+    "FORWARD",
+    "FRAME",
+    "HISTORY",
+    "MEMBER_ADD",
+    "MEMBER_DISCARD",
+    "PRESENCE",
+    "SEND",
+    "SWEEP",
+]
 
 _FAN_OUT = (
     _TRIM_EXPIRED
@@ -174,7 +186,7 @@ HISTORY = (
 -- ARGV: now ms, history ttl ms, candidate epoch, since epoch ('' for none), since offset,
 --       limit ('' for none)
 -- Not recovered (another epoch, or messages after 'since' already dropped): every kept one.
--- returns {epoch, newest offset, recovered 0/1, {id, payload, id, payload, ...}}
+-- returns {epoch, newest offset, recovered 0/1, framed entries (see below)}
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local epoch = current_epoch(KEYS[1], KEYS[2], ARGV[3], ARGV[2])
 local newest = tonumber(redis.call('HGET', KEYS[2], 'o'))
@@ -192,24 +204,27 @@ if ARGV[4] ~= '' then
   if ARGV[4] ~= epoch or since > newest or since + 1 < oldest then
     recovered = 0
   elseif since >= newest then
-    return {epoch, newest, recovered, {}}
+    return {epoch, newest, recovered, ''}
   else
     start = (since + 1) .. '-0'
   end
 end
-if ARGV[6] == '0' then return {epoch, newest, recovered, {}} end
+if ARGV[6] == '0' then return {epoch, newest, recovered, ''} end
 local entries
 if ARGV[6] ~= '' then
   entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[6])
 else
   entries = redis.call('XRANGE', KEYS[1], start, '+')
 end
-local flat = {}
+-- one bulk string (cheap to parse): per entry a big-endian double offset, a 4-byte length, the
+-- payload
+local frames = {}
 for _, entry in ipairs(entries) do
-  table.insert(flat, string.match(entry[1], '^%d+'))
-  table.insert(flat, entry[2][4])
+  local payload = entry[2][4]
+  table.insert(frames, struct.pack('>dI4', tonumber(string.match(entry[1], '^%d+')), #payload))
+  table.insert(frames, payload)
 end
-return {epoch, newest, recovered, flat}
+return {epoch, newest, recovered, table.concat(frames)}
 """
 )
 
