@@ -102,6 +102,12 @@ local function fan_out(base, group, now, cutoff, ttl, head, body, foreign)
   end
   return pushed
 end
+-- The server's clock in ms: presence expiry and history ttl use it, so the clocks of the
+-- client machines do not matter.
+local function server_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
 -- Forget one member: 'entry' is its normal-member entry, or its home tag for a local channel.
 local function drop_member(base, group, entry, channel)
   local bang = string.find(channel, '!', 1, true)
@@ -134,7 +140,7 @@ _SWEEP = """
 -- Remove members whose presence expired; tell the others (events '1'). Returns their count.
 local function sweep(base, group, now, cutoff, ttl, head, events, foreign)
   local expiry, infos = base .. ':pz:' .. group, base .. ':pi:' .. group
-  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', now)
+  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', server_ms())
   for _, channel in ipairs(gone) do
     local info = redis.call('HGET', infos, channel) or ''
     redis.call('ZREM', expiry, channel)
@@ -165,7 +171,8 @@ local position, body = '', '\\0' .. ARGV[5]
 if ARGV[9] ~= '0' then
   local epoch = current_epoch(KEYS[1], KEYS[2], ARGV[11], ARGV[10])
   local offset = redis.call('HINCRBY', KEYS[2], 'o', 1)
-  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[9], offset .. '-0', 't', now, 'm', ARGV[5])
+  local sent = server_ms()
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[9], offset .. '-0', 't', sent, 'm', ARGV[5])
   redis.call('PEXPIRE', KEYS[1], ARGV[10])
   redis.call('PEXPIRE', KEYS[2], ARGV[10])
   position = epoch .. ':' .. offset
@@ -192,7 +199,8 @@ local epoch = current_epoch(KEYS[1], KEYS[2], ARGV[3], ARGV[2])
 local newest = tonumber(redis.call('HGET', KEYS[2], 'o'))
 -- drop entries older than the ttl (the oldest first: ids grow with time); each goes once
 local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-while #head > 0 and tonumber(head[1][2][2]) <= now - ttl do
+local cutoff = server_ms() - ttl
+while #head > 0 and tonumber(head[1][2][2]) <= cutoff do
   redis.call('XDEL', KEYS[1], head[1][1])
   head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 end
@@ -257,7 +265,7 @@ local foreign = {}
 if ARGV[8] == '0' then return foreign end
 sweep(base, group, now, ARGV[11], ARGV[12], ARGV[13], ARGV[10], foreign)
 local expiry, infos = base .. ':pz:' .. group, base .. ':pi:' .. group
-local joined = redis.call('ZADD', expiry, now + tonumber(ARGV[8]), channel)
+local joined = redis.call('ZADD', expiry, server_ms() + tonumber(ARGV[8]), channel)
 redis.call('HSET', infos, channel, ARGV[9])
 redis.call('HSET', base .. ':ph:' .. group, channel, entry)
 for _, key in ipairs({expiry, infos, base .. ':ph:' .. group}) do
@@ -304,8 +312,9 @@ SWEEP = (
 -- returns {foreign copies of leave events}
 local now, base, group = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local expiry = base .. ':pz:' .. group
+local until_ms = server_ms() + tonumber(ARGV[4])
 for index = 10, #ARGV do
-  redis.call('ZADD', expiry, 'XX', now + tonumber(ARGV[4]), ARGV[index])
+  redis.call('ZADD', expiry, 'XX', until_ms, ARGV[index])
 end
 local foreign = {}
 sweep(base, group, now, ARGV[6], ARGV[7], ARGV[8], ARGV[5], foreign)
@@ -324,7 +333,7 @@ local now, base, group = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local foreign = {}
 sweep(base, group, now, ARGV[6], ARGV[7], ARGV[8], ARGV[5], foreign)
 if ARGV[4] == '1' then
-  return {redis.call('ZCOUNT', base .. ':pz:' .. group, '(' .. now, '+inf'), foreign}
+  return {redis.call('ZCOUNT', base .. ':pz:' .. group, '(' .. server_ms(), '+inf'), foreign}
 end
 return {redis.call('HGETALL', base .. ':pi:' .. group), foreign}
 """
