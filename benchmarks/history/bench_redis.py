@@ -18,31 +18,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
 
+sys.path.insert(0, os.path.dirname(__file__))
+
+from backends import redis as redis_layer
+
+from headrace.layers.base import BaseChannelLayer
 from headrace.layers.history import Position
-from headrace.layers.redis import RedisChannelLayer
 
 HISTORY = {"hist.*": {"size": 100, "ttl": 300}}
 PRESENCE = {"pres.*": {"ttl": 60, "events": False}}
-
-
-@asynccontextmanager
-async def fresh_layer(url: str, **config: Any) -> AsyncIterator[RedisChannelLayer]:
-    """A layer on a prefix of its own, flushed and closed afterwards."""
-    layer = RedisChannelLayer(hosts=[url], prefix=f"bench-h-{uuid.uuid4().hex[:8]}", **config)
-    try:
-        yield layer
-    finally:
-        await layer.flush()
-        await layer.close()
 
 
 async def server_cpu(raw: aioredis.Redis) -> float:
@@ -50,10 +42,10 @@ async def server_cpu(raw: aioredis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def fill_group(layer: RedisChannelLayer, group: str, members: int, processes: int) -> None:
+async def fill_group(layer: BaseChannelLayer, group: str, members: int, processes: int) -> None:
     """Members are local channels of processes that do not read (their inboxes just grow;
     the run's prefix is flushed at the end)."""
-    names = [f"specific.{uuid.uuid4().hex[:12]}!" for _ in range(processes)]
+    names = [f"specific.{os.urandom(6).hex()}!" for _ in range(processes)]
     for start in range(0, members, 200):
         batch = range(start, min(members, start + 200))
         await asyncio.gather(
@@ -62,7 +54,7 @@ async def fill_group(layer: RedisChannelLayer, group: str, members: int, process
 
 
 async def timed_sends(
-    layer: RedisChannelLayer, raw: aioredis.Redis, group: str, sends: int
+    layer: BaseChannelLayer, raw: aioredis.Redis, group: str, sends: int
 ) -> tuple[float, float, float]:
     """(wall, client CPU, server CPU) microseconds per send."""
     message = {"type": "chat.message", "text": "x" * 100}
@@ -77,38 +69,35 @@ async def timed_sends(
 
 
 async def send_cost(args: argparse.Namespace) -> None:
-    prefix = f"bench-h-{uuid.uuid4().hex[:8]}"
-    layer = RedisChannelLayer(hosts=[args.redis], prefix=prefix, history=HISTORY)
     raw = aioredis.Redis.from_url(args.redis)
     try:
-        for group in ("plain.g", "hist.g"):
-            await fill_group(layer, group, args.members, args.processes)
-        results: dict[str, list[tuple[float, float, float]]] = {"plain.g": [], "hist.g": []}
-        await timed_sends(layer, raw, "hist.g", 200)  # warm up scripts and connections
-        for _ in range(args.rounds):
-            for group in results:
-                results[group].append(await timed_sends(layer, raw, group, args.sends))
-        print(f"== group_send, {args.members} members in {args.processes} processes")
-        medians = {
-            group: [statistics.median(run[i] for run in runs) for i in range(3)]
-            for group, runs in results.items()
-        }
-        for group, (wall, cpu, server) in medians.items():
-            print(f"{group:8} {wall:8.1f} us/send  client {cpu:6.1f} CPU-us", end="")
-            print(f"  redis {server:6.1f} CPU-us")
-        ratios = [h / p for h, p in zip(medians["hist.g"], medians["plain.g"], strict=True)]
-        print(
-            f"history / plain: wall {ratios[0]:.2f}x  client CPU {ratios[1]:.2f}x  "
-            f"redis CPU {ratios[2]:.2f}x"
-        )
+        async with redis_layer(history=HISTORY) as layer:
+            for group in ("plain.g", "hist.g"):
+                await fill_group(layer, group, args.members, args.processes)
+            results: dict[str, list[tuple[float, float, float]]] = {"plain.g": [], "hist.g": []}
+            await timed_sends(layer, raw, "hist.g", 200)  # warm up scripts and connections
+            for _ in range(args.rounds):
+                for group in results:
+                    results[group].append(await timed_sends(layer, raw, group, args.sends))
+            print(f"== group_send, {args.members} members in {args.processes} processes")
+            medians = {
+                group: [statistics.median(run[i] for run in runs) for i in range(3)]
+                for group, runs in results.items()
+            }
+            for group, (wall, cpu, server) in medians.items():
+                print(f"{group:8} {wall:8.1f} us/send  client {cpu:6.1f} CPU-us", end="")
+                print(f"  redis {server:6.1f} CPU-us")
+            ratios = [h / p for h, p in zip(medians["hist.g"], medians["plain.g"], strict=True)]
+            print(
+                f"history / plain: wall {ratios[0]:.2f}x  client CPU {ratios[1]:.2f}x  "
+                f"redis CPU {ratios[2]:.2f}x"
+            )
     finally:
-        await layer.flush()
-        await layer.close()
         await raw.aclose()
 
 
 async def recovery(args: argparse.Namespace) -> None:
-    async with fresh_layer(args.redis, history=HISTORY) as layer:
+    async with redis_layer(history=HISTORY) as layer:
         sent: Position | None = None
         for n in range(args.missed):
             sent = await layer.group_send("hist.r", {"type": "chat.message", "n": n})
@@ -137,7 +126,7 @@ async def recovery(args: argparse.Namespace) -> None:
 
 
 async def presence(args: argparse.Namespace) -> None:
-    async with fresh_layer(args.redis, presence=PRESENCE) as layer:
+    async with redis_layer(presence=PRESENCE) as layer:
         adds, counts, fetches = [], [], []
         for round_index in range(args.rounds):
             group = f"pres.g{round_index}"
@@ -164,6 +153,7 @@ async def timed_calls(call: Any, group: str, repeat: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
+    os.environ["HEADRACE_BENCH_REDIS"] = args.redis
     await send_cost(args)
     await recovery(args)
     await presence(args)
