@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from headrace.layers import InMemoryChannelLayer
 from headrace.layers.base import BaseChannelLayer
 from headrace.layers.ipc import HubHost, IPCChannelLayer
+from headrace.layers.redis import RedisChannelLayer
 
 Backend = Callable[..., AbstractAsyncContextManager[BaseChannelLayer]]
 
@@ -40,4 +42,18 @@ async def ipc(**config: Any) -> AsyncIterator[BaseChannelLayer]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-BACKENDS: dict[str, Backend] = {"inmemory": inmemory, "ipc": ipc}
+@asynccontextmanager
+async def redis(**config: Any) -> AsyncIterator[BaseChannelLayer]:
+    """A Redis layer on the Redis at ``HEADRACE_BENCH_REDIS`` (default 127.0.0.1:6379), on a
+    prefix of its own, flushed afterwards. The Redis server's CPU time is not counted here
+    (``bench_redis.py`` measures it)."""
+    url = os.environ.get("HEADRACE_BENCH_REDIS", "redis://127.0.0.1:6379")
+    layer = RedisChannelLayer(hosts=[url], prefix=f"bench-h-{uuid.uuid4().hex[:8]}", **config)
+    try:
+        yield layer
+    finally:
+        await layer.flush()
+        await layer.close()
+
+
+BACKENDS: dict[str, Backend] = {"inmemory": inmemory, "ipc": ipc, "redis": redis}

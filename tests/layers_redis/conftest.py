@@ -96,3 +96,17 @@ def restartable_server() -> Iterator[RedisProcess]:
     finally:
         server.stop()
         remove_dir(workdir)
+
+
+HOST_SETUPS = ["one host", "three shards", "cluster"]
+
+
+def hosts_of_setup(request: pytest.FixtureRequest) -> list[Any]:
+    """The ``hosts`` option of the setup named by ``request.param`` (one of HOST_SETUPS)."""
+    if request.param == "one host":
+        return [request.getfixturevalue("system_redis")]
+    if request.param == "three shards":
+        servers: list[RedisProcess] = request.getfixturevalue("shard_servers")
+        return [server.url for server in servers]
+    cluster: Cluster = request.getfixturevalue("cluster")
+    return [{"cluster": True, "address": cluster.nodes[0].url}]

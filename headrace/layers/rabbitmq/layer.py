@@ -73,7 +73,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar, cast
 
 import aiormq
@@ -82,7 +82,7 @@ import msgpack
 from asgiref.sync import AsyncToSync
 from pamqp.commands import Basic
 
-from headrace.exceptions import ChannelFull
+from headrace.exceptions import ChannelFull, ConfigError
 from headrace.layers.base import BaseChannelLayer, LayerMessage, LayerStatistics, statistics_of
 from headrace.layers.rabbitmq.delivery import Item, Mailbox, now_ms
 from headrace.layers.rabbitmq.link import CHANNEL_ERRORS, RETRYABLE, Link, RabbitMQUnavailable
@@ -727,6 +727,19 @@ class _Bridge:
         self.thread.join(timeout=5)
 
 
+def _refuse_group_features(config: Mapping[str, Any]) -> None:
+    """History and presence need the broker to number a group's messages and deliver the
+    numbered copies in one step; a publish to the groups exchange gets no sequence number back
+    (a stream queue numbers messages, but only its consumers learn the offset)."""
+    for option in ("history", "presence"):
+        if config.get(option):
+            raise ConfigError(
+                f"RabbitMQChannelLayer does not support the {option!r} option: RabbitMQ cannot "
+                "number a group's messages and deliver them in one step; use the Redis, IPC or "
+                "in-memory layer for groups with history or presence"
+            )
+
+
 class RabbitMQChannelLayer(BaseChannelLayer):
     """Channel layer on RabbitMQ. See the module docs and docs/layers.md.
 
@@ -740,6 +753,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     extensions: ClassVar[list[str]] = ["groups", "flush", "statistics"]
 
     def __init__(self, **config: Any) -> None:
+        _refuse_group_features(config)
         self.options = resolve_options(config)
         super().__init__(**config)
         self.instance = self.random_suffix()
@@ -812,8 +826,9 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     async def _connected(core: _Core) -> None:
         await core.ready()
 
-    async def group_add(self, group: str, channel: str) -> None:
-        """Add ``channel`` to ``group`` (or renew it for another ``group_expiry``)."""
+    async def group_add(self, group: str, channel: str, info: dict[str, Any] | None = None) -> None:
+        """Add ``channel`` to ``group`` (or renew it for another ``group_expiry``). ``info`` is
+        for groups with presence, which this layer refuses to configure (see the class doc)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         await self._home(lambda core: core.group_add(group, channel))

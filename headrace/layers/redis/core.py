@@ -60,6 +60,7 @@ from headrace.layers.base import (
     Statistics,
     statistics_of,
 )
+from headrace.layers.history import POSITION_KEY, GroupHistory, Position
 from headrace.layers.redis import scripts
 from headrace.layers.redis.blocking import BlockingPopper, PopperPool
 from headrace.layers.redis.connections import (
@@ -72,6 +73,7 @@ from headrace.layers.redis.connections import (
     raise_if_cancelling,
     retrying,
 )
+from headrace.layers.redis.features import GroupFeatureStore
 from headrace.layers.redis.hosts import AnyRedis, HostSpec, decode_hosts
 from headrace.layers.redis.mailbox import Inbox, Item, Mailbox, QueueReader, Settle, now_ms
 from headrace.layers.redis.ring import HashRing, shard_name
@@ -146,7 +148,7 @@ class RedisChannelLayer(BaseChannelLayer):
     shards spread over a Redis Cluster).
     """
 
-    extensions: ClassVar[list[str]] = ["groups", "flush", "statistics"]
+    extensions: ClassVar[list[str]] = ["groups", "flush", "statistics", "history", "presence"]
     blocking_timeout: ClassVar[float] = 1.0
 
     def __init__(
@@ -185,6 +187,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self.client_prefix = secrets.token_hex(8)
         self._loops: dict[asyncio.AbstractEventLoop, _CoreLoop] = {}
         self._bridge = SyncBridge()
+        self._features = GroupFeatureStore(self)
 
     def _layout_shards(self, cluster_shards: int) -> list[tuple[int, str]]:
         """(host index, key base) per shard; a cluster gets ``cluster_shards`` hash tags."""
@@ -473,12 +476,24 @@ class RedisChannelLayer(BaseChannelLayer):
         inbox = resources.inboxes.get(nonlocal_name)
         if inbox is None:
             inbox = resources.inboxes[nonlocal_name] = Inbox(nonlocal_name)
+            if self.group_features and not self._single_shard:
+                self._read_inbox_everywhere(resources, inbox)
         if inbox.task is None or inbox.task.done():
             inbox.task = resources.spawn(self._read_inbox(resources, inbox))
         return inbox
 
-    async def _read_inbox(self, resources: _CoreLoop, inbox: Inbox) -> None:
-        shard = self.shard_of(inbox.nonlocal_name)
+    def _read_inbox_everywhere(self, resources: _CoreLoop, inbox: Inbox) -> None:
+        """Read ``inbox`` on every other shard too, so that a group with history or presence
+        delivers to it from the group's shard in the same script call (see :mod:`.features`)."""
+        home = self.shard_of(inbox.nonlocal_name)
+        for shard in range(self.shard_count):
+            if shard != home:
+                resources.spawn(self._read_inbox(resources, inbox, shard))
+
+    async def _read_inbox(self, resources: _CoreLoop, inbox: Inbox, shard: int = -1) -> None:
+        """Move ``inbox``'s elements into mailboxes: from its home shard, or from ``shard``
+        (where groups with history or presence push copies for it)."""
+        shard = self.shard_of(inbox.nonlocal_name) if shard < 0 else shard
         _, base = self._client(resources, shard)
         key = f"{base}:c:{inbox.nonlocal_name}"
         command = ("BLMPOP", self._block_seconds(), "1", key, "LEFT", "COUNT", str(INBOX_BATCH))
@@ -687,10 +702,16 @@ class RedisChannelLayer(BaseChannelLayer):
 
     # ------------------------------------------------------------------ groups
 
-    async def group_add(self, group: str, channel: str) -> None:
-        """Add ``channel`` to ``group`` (or renew it); stored on the channel's shard."""
+    async def group_add(self, group: str, channel: str, info: dict[str, Any] | None = None) -> None:
+        """Add ``channel`` to ``group`` (or renew it); stored on the channel's shard, or on
+        the group's for a group with history or presence (which records ``info``)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        if info is not None and not isinstance(info, dict):
+            raise TypeError(f"info must be a dict or None, not {type(info).__name__}")
+        if self.group_features and self._features.special(group):
+            await self._bridged(lambda: self._features.add(group, channel, info))
+            return
         await self._bridged(lambda: self._group_add(group, channel))
 
     async def _group_add(self, group: str, channel: str) -> None:
@@ -716,6 +737,9 @@ class RedisChannelLayer(BaseChannelLayer):
         """Remove ``channel`` from ``group``; no error if it was not a member."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        if self.group_features and self._features.special(group):
+            await self._bridged(lambda: self._features.discard(group, channel))
+            return
         await self._bridged(lambda: self._group_discard(group, channel))
 
     async def _group_discard(self, group: str, channel: str) -> None:
@@ -730,12 +754,37 @@ class RedisChannelLayer(BaseChannelLayer):
         key, member = f"{base}:g:{group}", self._member(channel)
         await self._retry(lambda: client.zrem(key, member))
 
-    async def group_send(self, group: str, message: LayerMessage) -> None:
-        """Send to every member: one script per shard, one inbox element per process."""
+    async def group_send(self, group: str, message: LayerMessage) -> Position | None:
+        """Send to every member: one script per shard, one inbox element per process. A group
+        with history or presence: one script on the group's shard; returns the Position of a
+        kept message."""
         self.require_valid_group_name(group)
         self.require_valid_message(message)
+        if self.group_features and self._features.special(group):
+            if POSITION_KEY in message:
+                message = {key: value for key, value in message.items() if key != POSITION_KEY}
+            kept = self.serializer.serialize(message)
+            return await self._bridged(lambda: self._features.send(group, kept))
         payload = self.serializer.serialize(message)
         await self._bridged(lambda: self._group_send(group, payload))
+        return None
+
+    async def group_history(
+        self, group: str, since: Position | None = None, limit: int | None = None
+    ) -> GroupHistory:
+        """The kept messages of ``group`` after ``since``: one script call."""
+        self.require_valid_group_name(group)
+        return await self._bridged(lambda: self._features.history(group, since, limit))
+
+    async def group_presence(self, group: str) -> dict[str, dict[str, Any]]:
+        """``{channel: info}`` of the live members of ``group``: one script call."""
+        self.require_valid_group_name(group)
+        return await self._bridged(lambda: self._features.presence(group))
+
+    async def group_presence_count(self, group: str) -> int:
+        """The live members of ``group``: one script call (a ZCOUNT)."""
+        self.require_valid_group_name(group)
+        return await self._bridged(lambda: self._features.presence_count(group))
 
     async def _group_send(self, group: str, payload: bytes) -> None:
         resources = await self._resources()
@@ -761,6 +810,11 @@ class RedisChannelLayer(BaseChannelLayer):
             calls.append(self._retry(_bind(_GROUP_SEND, client, keys, args)))
         await asyncio.gather(*calls)
 
+    def stop_presence_heartbeat(self) -> None:
+        """Stop refreshing the presence of the channels this layer added (for tests: the
+        layer then looks like a process that hung or died without discarding them)."""
+        self._features.stop()
+
     # ------------------------------------------------------------------ flush, close
 
     async def flush(self) -> None:
@@ -775,6 +829,7 @@ class RedisChannelLayer(BaseChannelLayer):
         for reader in resources.readers.values():
             reader.mailbox.items.clear()
         resources.settle.clear()
+        self._features.forget()
         for host_index in sorted({host for host, _ in self._shards}):
             await self._flush_host(resources.client(host_index))
 

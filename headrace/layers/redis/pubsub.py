@@ -46,7 +46,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -265,8 +265,12 @@ class _PubSubLoop(_CoreLoop):
 class RedisPubSubChannelLayer(RedisChannelLayer):
     """Lowest-latency Redis layer: local channels and groups over pub/sub (see module doc).
 
-    Takes every :class:`RedisChannelLayer` option plus ``on_disconnect`` and ``on_reconnect``.
+    Takes every :class:`RedisChannelLayer` option plus ``on_disconnect`` and ``on_reconnect``,
+    except ``history`` and ``presence`` (refused with a ConfigError: pub/sub stores nothing, and
+    its group messages bypass the script that would number them; use RedisChannelLayer).
     """
+
+    extensions: ClassVar[list[str]] = ["groups", "flush", "statistics"]
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from headrace.exceptions import InvalidChannelLayerError
+from headrace.layers.history import POSITION_KEY
 
 __all__ = ["SERIALIZER_FORMATS", "MessageSerializer"]
 
@@ -114,6 +115,7 @@ class MessageSerializer:
                 f"serializer_format must be one of {SERIALIZER_FORMATS}, not {serializer_format!r}"
             )
         self.format = serializer_format
+        self._positioned: tuple[bytes, str, int, bytes] | None = None
         self._crypter = (
             _Crypter(_check_keys(symmetric_encryption_keys))
             if symmetric_encryption_keys is not None
@@ -129,6 +131,23 @@ class MessageSerializer:
         return self._crypter.encrypt(data) if self._crypter else data
 
     def deserialize(self, data: bytes) -> dict[str, Any]:
+        if data[:1] == b"\0":
+            return self._deserialize_positioned(data)
         if self._crypter:
             data = self._crypter.decrypt(data)
         return self._decode(data)
+
+    def _deserialize_positioned(self, data: bytes) -> dict[str, Any]:
+        """A group history copy, ``\\0<epoch>:<offset>\\0<payload>`` (see
+        :mod:`headrace.layers.redis.group_scripts`): the message with its ``__position__``.
+        Every member of a process gets the same bytes object, so the prefix is parsed once."""
+        parsed = self._positioned
+        if parsed is None or parsed[0] is not data:
+            end = data.index(b"\0", 1)
+            colon = data.rindex(b":", 1, end)
+            epoch, offset = data[1:colon].decode(), int(data[colon + 1 : end])
+            parsed = self._positioned = (data, epoch, offset, data[end + 1 :])
+        _, epoch, offset, body = parsed
+        message = self._decode(self._crypter.decrypt(body) if self._crypter else body)
+        message[POSITION_KEY] = [epoch, offset]
+        return message
