@@ -15,8 +15,11 @@ JavaScript WebSocketBridge builds it).
    with its position;
 3. sends the recovery frame ``{"__recovery__": {"group", "epoch", "offset", "recovered"}}``
    (``recovered`` is True, False when the history no longer holds what the client missed — it
-   should reload — or None for a client that gave no position, whose start is read before the
-   join so nothing sent after that read is missed).
+   should reload — or None for a client that gave no position: its position is read before the
+   join and it gets what was sent after that read, so nothing is lost in between).
+
+Called before ``accept()``, ``join_group`` joins at once (the client is a member by the time
+its handshake completes) and sends the join's frames right after the accept.
 
 Every message of the group the consumer dispatches afterwards goes through one cursor per group
 (``epoch``, newest ``offset`` sent): an offset at or below the cursor is a duplicate and dropped;
@@ -37,15 +40,17 @@ the members; with ``forward_presence = True`` the client gets the member list wh
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import parse_qs
 
 from headrace._types import Message
-from headrace.generic.websocket import AsyncJsonWebsocketConsumer
+from headrace.generic.websocket import AsyncJsonWebsocketConsumer, Headers
 from headrace.layers import BaseChannelLayer
-from headrace.layers.history import POSITION_KEY, GroupHistory, Position
+from headrace.layers.history import POSITION_KEY, Position
 
 __all__ = [
     "POSITIONS_PARAMETER",
@@ -110,7 +115,8 @@ class RecoveringJsonWebsocketConsumer(AsyncJsonWebsocketConsumer):
             await self.join_group("chat.lobby", info={"name": self.scope["user"].username})
     """
 
-    forward_presence: ClassVar[bool] = False
+    forward_presence: bool = False
+    """Send the member list and presence events to the client (a class or instance setting)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,6 +126,8 @@ class RecoveringJsonWebsocketConsumer(AsyncJsonWebsocketConsumer):
         self._joined: list[str] = []
         self._stamp: list[Any] | None = None
         self._client_positions: dict[str, Position] | None = None
+        self._accepted = False
+        self._after_accept: list[Callable[[], Awaitable[None]]] = []
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -133,19 +141,33 @@ class RecoveringJsonWebsocketConsumer(AsyncJsonWebsocketConsumer):
     async def join_group(
         self, group: str, info: dict[str, Any] | None = None, recover: bool = True
     ) -> None:
-        """Join ``group`` (after ``accept()``): recover what the client missed when ``recover``
-        (the group needs history), record ``info`` when the group has presence."""
+        """Join ``group``: recover what the client missed when ``recover`` (the group needs
+        history), record ``info`` when the group has presence. Called before ``accept()``, the
+        frames of the join (member list, missed messages, recovery frame) follow the accept."""
         layer = self._layer()
         since = self.client_positions.get(group) if recover else None
-        start = await layer.group_history(group, limit=0) if recover and since is None else None
-        await layer.group_add(group, self.channel_name, info=info)
+        fresh = recover and since is None
+        if fresh:  # read where the client starts before joining: nothing after it is missed
+            start = await layer.group_history(group, limit=0)
+            since = Position(start.epoch, start.offset)
+        if info is None:
+            await layer.group_add(group, self.channel_name)
+        else:
+            await layer.group_add(group, self.channel_name, info=info)
         self._joined.append(group)
         self._in_groups = True
-        if self.forward_presence:
-            members = await layer.group_presence(group)
-            await self._send_presence(group, "members", members=members)
-        if recover:
-            await self._recover(layer, group, since, start)
+        frames = functools.partial(self._send_join_frames, layer, group, since, fresh)
+        if self._accepted:
+            await frames()
+        else:
+            self._after_accept.append(frames)
+
+    async def accept(self, subprotocol: str | None = None, headers: Headers | None = None) -> None:
+        await super().accept(subprotocol, headers)
+        self._accepted = True
+        pending, self._after_accept = self._after_accept, []
+        for frames in pending:
+            await frames()
 
     async def leave_group(self, group: str) -> None:
         """Leave ``group`` (groups joined with join_group are left on disconnect anyway)."""
@@ -175,26 +197,22 @@ class RecoveringJsonWebsocketConsumer(AsyncJsonWebsocketConsumer):
 
     # -- recovery -----------------------------------------------------------------------------
 
-    async def _recover(
-        self,
-        layer: BaseChannelLayer,
-        group: str,
-        since: Position | None,
-        start: GroupHistory | None,
+    async def _send_join_frames(
+        self, layer: BaseChannelLayer, group: str, since: Position | None, fresh: bool
     ) -> None:
-        if start is not None:  # a client without a position: it starts where we read
-            cursor = self._track(group, start.epoch, start.offset)
-            await self._send_recovery(cursor, None)
+        if self.forward_presence:
+            members = await layer.group_presence(group)
+            await self._send_presence(group, "members", members=members)
+        if since is None:
             return
-        assert since is not None
         history = await layer.group_history(group, since=since)
         if not history.recovered:
             cursor = self._track(group, history.epoch, history.offset)
-            await self._send_recovery(cursor, False)
+            await self._send_recovery(cursor, None if fresh else False)
             return
         cursor = self._track(group, history.epoch, since.offset)
         await self._replay(cursor, history.messages)
-        await self._send_recovery(cursor, True)
+        await self._send_recovery(cursor, None if fresh else True)
 
     def _track(self, group: str, epoch: str, offset: int) -> _Cursor:
         old = self._cursors.get(group)
