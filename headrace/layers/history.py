@@ -37,7 +37,7 @@ import secrets
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from headrace.exceptions import ConfigError
 
@@ -53,6 +53,7 @@ __all__ = [
     "Position",
     "PresenceSettings",
     "check_history_query",
+    "check_info",
     "new_epoch",
     "presence_event",
     "recovered_since",
@@ -65,6 +66,7 @@ PRESENCE_JOIN = "presence.join"
 PRESENCE_LEAVE = "presence.leave"
 
 _S = TypeVar("_S")
+M = TypeVar("M")
 
 _CACHED_GROUPS = 4096
 """How many group names :class:`GroupFeatures` remembers the answer for."""
@@ -136,6 +138,15 @@ def recovered_since(since: Position | None, epoch: str, newest: int, oldest_kept
     if since is None:
         return True
     return since.epoch == epoch and oldest_kept - 1 <= since.offset <= newest
+
+
+def check_info(info: object) -> dict[str, Any]:
+    """The presence info to record: ``info`` itself, {} for None; TypeError for a non-dict."""
+    if info is None:
+        return {}
+    if not isinstance(info, dict):
+        raise TypeError(f"info must be a dict or None, not {type(info).__name__}")
+    return info
 
 
 def check_history_query(since: object, limit: object) -> None:
@@ -270,8 +281,9 @@ def _first_match(entries: list[tuple[str, re.Pattern[str], _S]], group: str) -> 
 # ---------------------------------------------------------------------- in-process streams
 
 
-class HistoryLog:
-    """One group's stream in memory: ``(offset, deadline, message)`` newest last."""
+class HistoryLog(Generic[M]):
+    """One group's stream in memory: ``(offset, deadline, message)`` newest last. ``M`` is
+    what is kept per message (a dict in the in-memory layer, encoded bytes in the IPC hub)."""
 
     __slots__ = ("entries", "epoch", "expires", "offset", "settings")
 
@@ -279,10 +291,16 @@ class HistoryLog:
         self.settings = settings
         self.epoch = new_epoch()
         self.offset = 0
-        self.entries: deque[tuple[int, float, dict[str, Any]]] = deque(maxlen=settings.size)
+        self.entries: deque[tuple[int, float, M]] = deque(maxlen=settings.size)
         self.expires = now + settings.ttl
 
-    def append(self, message: dict[str, Any], now: float) -> Position:
+    def adopt(self, settings: HistorySettings) -> None:
+        """Use ``settings`` from now on (another process configured the group differently);
+        the newest kept messages stay, in the same epoch."""
+        self.settings = settings
+        self.entries = deque(self.entries, maxlen=settings.size)
+
+    def append(self, message: M, now: float) -> Position:
         """Keep ``message`` (the caller's own copy, without :data:`POSITION_KEY`)."""
         self.offset += 1
         deadline = now + self.settings.ttl
@@ -295,8 +313,11 @@ class HistoryLog:
         while entries and entries[0][1] <= now:
             entries.popleft()
 
-    def read(self, since: Position | None, limit: int | None, now: float) -> GroupHistory:
-        """The kept messages after ``since`` (all when it is None or not recoverable)."""
+    def read(
+        self, since: Position | None, limit: int | None, now: float
+    ) -> tuple[list[tuple[int, M]], bool]:
+        """(the kept messages after ``since``, recovered); every kept one when ``since`` is
+        None or not recoverable; at most the oldest ``limit``."""
         self.trim(now)
         entries = self.entries
         oldest = entries[0][0] if entries else self.offset + 1
@@ -304,11 +325,10 @@ class HistoryLog:
         after = since.offset if since is not None and recovered else 0
         skip = max(0, after - oldest + 1)
         count = len(entries) - skip if limit is None else min(limit, len(entries) - skip)
-        messages = [(entries[i][0], entries[i][2]) for i in range(skip, skip + count)]
-        return GroupHistory(self.epoch, self.offset, messages, recovered)
+        return [(entries[i][0], entries[i][2]) for i in range(skip, skip + count)], recovered
 
 
-class HistoryStore:
+class HistoryStore(Generic[M]):
     """Every group's :class:`HistoryLog`; a stream whose ttl passed without a send is gone
     (its epoch with it). Expired streams are dropped when touched and by a sweep run at most
     once per ``sweep_every`` seconds."""
@@ -316,18 +336,33 @@ class HistoryStore:
     __slots__ = ("_next_sweep", "logs", "sweep_every")
 
     def __init__(self, sweep_every: float = 1.0) -> None:
-        self.logs: dict[str, HistoryLog] = {}
+        self.logs: dict[str, HistoryLog[M]] = {}
         self.sweep_every = sweep_every
         self._next_sweep = 0.0
 
-    def log_of(self, group: str, settings: HistorySettings, now: float) -> HistoryLog:
+    def log_of(self, group: str, settings: HistorySettings, now: float) -> HistoryLog[M]:
         """``group``'s live stream, created (in a new epoch) when absent or expired."""
         if now >= self._next_sweep:
             self._sweep(now)
         log = self.logs.get(group)
-        if log is None or log.expires <= now or log.settings is not settings:
+        if log is None or log.expires <= now:
             log = self.logs[group] = HistoryLog(settings, now)
+        elif log.settings != settings:
+            log.adopt(settings)
         return log
+
+    def read(
+        self,
+        group: str,
+        settings: HistorySettings,
+        since: Position | None,
+        limit: int | None,
+        now: float,
+    ) -> tuple[str, int, list[tuple[int, M]], bool]:
+        """(epoch, newest offset, messages after ``since``, recovered) of ``group``."""
+        log = self.log_of(group, settings, now)
+        messages, recovered = log.read(since, limit, now)
+        return log.epoch, log.offset, messages, recovered
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.sweep_every

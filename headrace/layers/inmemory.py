@@ -76,6 +76,7 @@ from headrace.layers.history import (
     HistoryStore,
     Position,
     check_history_query,
+    check_info,
     presence_event,
 )
 
@@ -198,7 +199,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._message_deadlines: deque[_Entry] = deque()
         self._group_deadlines: deque[tuple[float, str, str, int]] = deque()
         self._join_counter = 0
-        self.history = HistoryStore()
+        self.history: HistoryStore[LayerMessage] = HistoryStore()
         self.presence: dict[str, dict[str, tuple[LayerMessage, float]]] = {}
 
     # ------------------------------------------------------------------ channels
@@ -344,7 +345,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         in a group with presence, record ``info`` (sending the join event on a first add)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        recorded = self._presence_info(info)
+        recorded = copy_message(check_info(info))
         with self._lock:
             now = time.monotonic()
             self._expire(now)
@@ -355,14 +356,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._group_deadlines.append((now + self.group_expiry, group, channel, token))
             if self.group_features.presence:
                 self._record_presence(group, channel, recorded, now)
-
-    @staticmethod
-    def _presence_info(info: object) -> LayerMessage:
-        if info is None:
-            return {}
-        if not isinstance(info, dict):
-            raise TypeError(f"info must be a dict or None, not {type(info).__name__}")
-        return copy_message(info)
 
     def _record_presence(self, group: str, channel: str, info: LayerMessage, now: float) -> None:
         settings = self.group_features.presence_of(group)
@@ -436,10 +429,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
         settings = self.group_features.require_history(group)
         check_history_query(since, limit)
         with self._lock:
-            now = time.monotonic()
-            kept = self.history.log_of(group, settings, now).read(since, limit, now)
-        messages = [(offset, copy_message(message)) for offset, message in kept.messages]
-        return GroupHistory(kept.epoch, kept.offset, messages, kept.recovered)
+            epoch, newest, kept, recovered = self.history.read(
+                group, settings, since, limit, time.monotonic()
+            )
+        messages = [(offset, copy_message(message)) for offset, message in kept]
+        return GroupHistory(epoch, newest, messages, recovered)
 
     async def group_presence(self, group: str) -> dict[str, dict[str, Any]]:
         """``{channel: info}`` of the members of ``group`` (a group with presence)."""

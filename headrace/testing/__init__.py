@@ -2,8 +2,9 @@
 
 ``ChannelsLiveServerTestCase`` lives in ``headrace.testing.live`` and needs Django's live-server
 machinery; it is imported only when first accessed, so ``import headrace.testing`` stays light.
-The layer conformance suite is ``headrace.testing.layers``, and the Channels-1 (ASGI-1) view's
-suite is ``headrace.testing.asgi_layers`` (both import pytest).
+The layer conformance suite is ``headrace.testing.layers``, the history and presence suite is
+``headrace.testing.history``, and the Channels-1 (ASGI-1) view's suite is
+``headrace.testing.asgi_layers`` (all import pytest).
 """
 
 from __future__ import annotations

@@ -48,6 +48,20 @@ member's capacity (a full member misses the copy, as here). Watches end with UNW
 receiver left), DETACH (the client's loop is closing: it then hands back what it buffered), a
 WATCH of the same channel from another connection (the old one is told DISPLACED) or the
 connection closing; messages of a channel nobody watches queue here as usual.
+
+History and presence (protocol 4). Each client's HELLO carries its ``history`` / ``presence``
+options, parsed into its :class:`ClientProfile`; like capacity rules, the sender's options
+decide. A group with history keeps the sent payloads in a :class:`HistoryLog` (bytes, as sent)
+and every member's copy is stamped once per send with ``[epoch, offset]`` (see
+:func:`~headrace.layers.ipc.wire.stamp_payload`), so a fan-out still shares one payload.
+Presence members are owned by the client (layer instance) that added them: an :class:`Owner`
+holds the time of the client's last sign of life (a GROUP_ADD or a BEAT, which the client
+sends every ttl/3 while it has members: one frame per client, not per member) and its members
+with their ttl. A presence sweep every :data:`PRESENCE_SWEEP` seconds removes the members whose
+owner has been silent for their ttl, as a group_discard would: from the group and the roster,
+sending the leave event once (this hub is the only one that notices). It looks only at owners
+silent for at least their shortest ttl. A dead hub loses history (the next one starts new
+epochs) and presence; clients replay their members, with their info, without join events.
 """
 
 from __future__ import annotations
@@ -56,6 +70,7 @@ import asyncio
 import contextlib
 import fcntl
 import heapq
+import itertools
 import os
 import re
 import socket
@@ -65,6 +80,16 @@ from collections import deque
 from typing import Any
 
 from headrace.layers.base import LayerStatistics
+from headrace.layers.history import (
+    PRESENCE_JOIN,
+    PRESENCE_LEAVE,
+    GroupFeatures,
+    HistorySettings,
+    HistoryStore,
+    Position,
+    PresenceSettings,
+    presence_event,
+)
 from headrace.layers.ipc.wire import (
     PROTOCOL_BATCHED,
     PROTOCOL_VERSION,
@@ -72,11 +97,14 @@ from headrace.layers.ipc.wire import (
     Op,
     Status,
     encode_frame,
+    encode_message,
+    stamp_payload,
 )
 
 __all__ = ["HubHost", "HubState", "new_event_loop", "serve_hub"]
 
 SWEEP_INTERVAL = 1.0
+PRESENCE_SWEEP = 0.1  # seconds between looks for presence members whose owner went silent
 
 Entry = tuple[float, bytes]
 
@@ -100,6 +128,48 @@ class CapacityRules:
 DEFAULT_RULES = CapacityRules(100, [])
 
 
+class ClientProfile:
+    """What one client announced in HELLO: capacity rules, id, history/presence options and
+    message expiry (for the presence events sent on its behalf)."""
+
+    __slots__ = ("client_id", "expiry", "features", "rules")
+
+    def __init__(
+        self,
+        rules: CapacityRules,
+        client_id: str = "",
+        features: GroupFeatures | None = None,
+        expiry: float = 60.0,
+    ) -> None:
+        self.rules = rules
+        self.client_id = client_id
+        self.features = features if features is not None else GroupFeatures()
+        self.expiry = expiry
+
+
+DEFAULT_PROFILE = ClientProfile(DEFAULT_RULES)
+
+
+class PresenceMember:
+    __slots__ = ("info", "profile", "settings")
+
+    def __init__(self, info: Any, profile: ClientProfile, settings: PresenceSettings) -> None:
+        self.info = info
+        self.profile = profile
+        self.settings = settings
+
+
+class Owner:
+    """A client's presence members, ``(group, channel) -> ttl``, and its last sign of life."""
+
+    __slots__ = ("last_seen", "members", "shortest_ttl")
+
+    def __init__(self, now: float) -> None:
+        self.last_seen = now
+        self.members: dict[tuple[str, str], float] = {}
+        self.shortest_ttl = float("inf")
+
+
 class HubState:
     """Queues, parked receivers and groups; every method is synchronous and O(touched)."""
 
@@ -111,6 +181,9 @@ class HubState:
         self._queue_heap: list[tuple[float, str]] = []
         self._group_heap: list[tuple[float, str, str]] = []
         self.statistics = LayerStatistics()
+        self.history: HistoryStore[bytes] = HistoryStore()
+        self.presence: dict[str, dict[str, PresenceMember]] = {}
+        self.owners: dict[str, Owner] = {}
 
     # ---------------------------------------------------------------- channels
 
@@ -273,13 +346,32 @@ class HubState:
         members.pop(channel, None)
         if not members:
             del self.groups[group]
+        if self.presence:
+            self._forget_presence(group, channel)
 
     def group_send(
-        self, group: str, payload: bytes, expires_at: float, rules: CapacityRules
-    ) -> None:
+        self,
+        group: str,
+        payload: bytes,
+        expires_at: float,
+        rules: CapacityRules,
+        history: HistorySettings | None = None,
+    ) -> Position | None:
+        """Fan ``payload`` out; in a group with history keep it first and return its
+        position (members get it stamped)."""
+        position = None
+        if history is not None:
+            now = time.monotonic()
+            position = self.history.log_of(group, history, now).append(payload, now)
+            payload = stamp_payload(payload, position.epoch, position.offset)
         members = self.groups.get(group)
-        if not members:
-            return
+        if members:
+            self._fan_out(members, payload, expires_at, rules)
+        return position
+
+    def _fan_out(
+        self, members: dict[str, float], payload: bytes, expires_at: float, rules: CapacityRules
+    ) -> None:
         now = time.time()
         watchers = self.watchers
         accepted, refused = self.statistics.accepted, self.statistics.refused
@@ -300,6 +392,82 @@ class HubState:
                 accepted(channel)
             else:
                 refused(channel)
+
+    # ---------------------------------------------------------------- presence
+
+    def join(
+        self,
+        group: str,
+        channel: str,
+        info: Any,
+        profile: ClientProfile,
+        settings: PresenceSettings,
+        announce: bool,
+    ) -> None:
+        """Record ``channel``'s info (it was just added to ``group``); the join event goes
+        out for a new member unless this is a replay."""
+        roster = self.presence.setdefault(group, {})
+        previous = roster.get(channel)
+        if previous is not None and previous.profile.client_id != profile.client_id:
+            self._disown(previous.profile.client_id, group, channel)
+        roster[channel] = PresenceMember(info, profile, settings)
+        owner = self.owners.get(profile.client_id)
+        if owner is None:
+            owner = self.owners[profile.client_id] = Owner(time.monotonic())
+        owner.last_seen = time.monotonic()
+        owner.members[(group, channel)] = settings.ttl
+        owner.shortest_ttl = min(owner.shortest_ttl, settings.ttl)
+        if previous is None and announce and settings.events:
+            self._announce(group, PRESENCE_JOIN, channel, info, profile)
+
+    def _forget_presence(self, group: str, channel: str) -> None:
+        roster = self.presence.get(group)
+        member = roster.pop(channel, None) if roster is not None else None
+        if member is None:
+            return
+        if not roster:
+            del self.presence[group]
+        self._disown(member.profile.client_id, group, channel)
+        if member.settings.events:
+            self._announce(group, PRESENCE_LEAVE, channel, member.info, member.profile)
+
+    def _disown(self, client_id: str, group: str, channel: str) -> None:
+        owner = self.owners.get(client_id)
+        if owner is not None:
+            owner.members.pop((group, channel), None)
+            if not owner.members:
+                del self.owners[client_id]
+
+    def _announce(
+        self, group: str, kind: str, channel: str, info: Any, profile: ClientProfile
+    ) -> None:
+        members = self.groups.get(group)
+        if members:
+            payload = encode_message(presence_event(kind, channel, info))
+            self._fan_out(members, payload, time.time() + profile.expiry, profile.rules)
+
+    def beat(self, client_id: str) -> None:
+        """A sign of life from ``client_id``: its presence members stay."""
+        owner = self.owners.get(client_id)
+        if owner is not None:
+            owner.last_seen = time.monotonic()
+
+    def sweep_presence(self, now: float) -> None:
+        """Remove the members whose owner has been silent for their ttl."""
+        for owner in list(self.owners.values()):
+            silent = now - owner.last_seen
+            if silent < owner.shortest_ttl:
+                continue
+            for (group, channel), ttl in list(owner.members.items()):
+                if ttl <= silent:
+                    self.group_discard(group, channel)
+
+    def group_presence(self, group: str) -> dict[str, Any]:
+        roster = self.presence.get(group)
+        return {channel: member.info for channel, member in roster.items()} if roster else {}
+
+    def group_presence_count(self, group: str) -> int:
+        return len(self.presence.get(group, ()))
 
     # ---------------------------------------------------------------- statistics
 
@@ -335,6 +503,9 @@ class HubState:
     def flush(self) -> None:
         self.queues.clear()
         self.groups.clear()
+        self.history.clear()
+        self.presence.clear()
+        self.owners.clear()
         self._queue_heap.clear()
         self._group_heap.clear()
 
@@ -393,6 +564,7 @@ class HubConnection(FramedProtocol):
         super().__init__(self.handle)
         self.state = state
         self.rules = DEFAULT_RULES
+        self.profile = DEFAULT_PROFILE
         self.parked: dict[str, int] = {}  # channel -> receives parked on it
         self.batched = False  # the client announced DELIVER_MANY support in HELLO
         self.watching: dict[str, int] = {}  # channel -> watch id, for channels it watches
@@ -497,8 +669,14 @@ class HubConnection(FramedProtocol):
         elif op == Op.WATCH:
             state.watch(item[2], self, item[3])
         elif op == Op.GROUP_SEND:
-            state.group_send(item[2], item[3], time.time() + item[4], self.rules)
-            self.reply(request_id, Status.OK, None)
+            group = item[2]
+            features = self.profile.features
+            history = features.history_of(group) if features else None
+            position = state.group_send(group, item[3], time.time() + item[4], self.rules, history)
+            answer = None if position is None else (position.epoch, position.offset)
+            self.reply(request_id, Status.OK, answer)
+        elif op == Op.BEAT:
+            state.beat(self.profile.client_id)
         else:
             self._dispatch_admin(op, request_id, item)
 
@@ -506,6 +684,11 @@ class HubConnection(FramedProtocol):
         state = self.state
         if op == Op.GROUP_ADD:
             state.group_add(item[2], item[3], item[4])
+            if len(item) > 6:
+                self._join(item[2], item[3], item[5], item[6])
+        elif op in _READS:
+            self.reply(request_id, Status.OK, self._read(op, item))
+            return
         elif op == Op.GROUP_DISCARD:
             state.group_discard(item[2], item[3])
         elif op == Op.UNWATCH:
@@ -515,6 +698,9 @@ class HubConnection(FramedProtocol):
         elif op == Op.HELLO:
             self.rules = CapacityRules(item[2], list(item[3]))
             self.batched = len(item) > 4 and item[4] >= PROTOCOL_BATCHED
+            if len(item) > 7:
+                features = GroupFeatures(**item[6])
+                self.profile = ClientProfile(self.rules, item[5], features, item[7])
             self.reply(request_id, Status.OK, PROTOCOL_VERSION)
             return
         elif op == Op.FLUSH:
@@ -530,6 +716,25 @@ class HubConnection(FramedProtocol):
             raise ValueError(f"unknown opcode {op!r}")
         self.reply(request_id, Status.OK, None)
 
+    def _join(self, group: str, channel: str, info: Any, announce: bool) -> None:
+        settings = self.profile.features.presence_of(group)
+        if settings is not None:
+            self.state.join(group, channel, info, self.profile, settings, bool(announce))
+
+    def _read(self, op: int, item: tuple[Any, ...]) -> Any:
+        """The answer to GROUP_HISTORY, PRESENCE or PRESENCE_COUNT."""
+        state, group = self.state, item[2]
+        if op == Op.PRESENCE:
+            return state.group_presence(group)
+        if op == Op.PRESENCE_COUNT:
+            return state.group_presence_count(group)
+        settings = self.profile.features.require_history(group)
+        since = None if item[3] is None else Position(item[3], item[4])
+        return state.history.read(group, settings, since, item[5], time.monotonic())
+
+
+_READS = frozenset((Op.GROUP_HISTORY, Op.PRESENCE, Op.PRESENCE_COUNT))
+
 
 def _count_down(counts: dict[str, int], key: str) -> None:
     """Decrement ``counts[key]``, removing the key when it reaches zero."""
@@ -541,9 +746,13 @@ def _count_down(counts: dict[str, int], key: str) -> None:
 
 
 async def _sweep_forever(state: HubState) -> None:
-    while True:
-        await asyncio.sleep(SWEEP_INTERVAL)
-        state.sweep(time.time())
+    ticks_per_sweep = round(SWEEP_INTERVAL / PRESENCE_SWEEP)
+    for tick in itertools.count(1):
+        await asyncio.sleep(PRESENCE_SWEEP)
+        if state.owners:
+            state.sweep_presence(time.monotonic())
+        if tick % ticks_per_sweep == 0:
+            state.sweep(time.time())
 
 
 async def serve_hub(

@@ -38,6 +38,14 @@ is closed. If another connection watches the same channel (another event loop re
 one is told DISPLACED, hands its buffer back and fails its waiting receivers: one event loop
 receives a process-local channel.
 
+History and presence. The instance's ``history`` / ``presence`` options travel in HELLO and
+the hub applies them (see the hub module). ``group_send`` answers the position; ``group_history``
+and the presence reads are one request each. While this instance has presence members, each of
+its links sends a BEAT every ttl/3 (the shortest configured ttl), one frame whatever the number
+of members; when every link of a process is gone (the process died), the hub removes its members
+after their ttl and sends the leave events. Members are replayed with their info, quietly, on a
+new hub.
+
 Failure. When the hub's process dies the link sees its connection close, reconnects (electing a
 new hub if needed, see the hub module), replays this instance's unexpired group memberships and
 watches and re-issues the requests that were in flight. Parked receives are re-parked, so
@@ -64,9 +72,17 @@ from headrace.exceptions import (
     MessageTooLarge,
 )
 from headrace.layers.base import BaseChannelLayer, LayerMessage, Statistics, statistics_of
+from headrace.layers.history import (
+    POSITION_KEY,
+    GroupHistory,
+    Position,
+    check_history_query,
+    check_info,
+)
 from headrace.layers.ipc.hub import HubHost
 from headrace.layers.ipc.wire import (
     MAX_FRAME,
+    PROTOCOL_FEATURES,
     PROTOCOL_VERSION,
     PROTOCOL_WATCH,
     FramedProtocol,
@@ -182,6 +198,7 @@ class HubLink:
         self.unwatching: dict[int, int] = {}  # UNWATCH request id -> watch id
         self._consumed: list[str] = []
         self._guardian: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- connection
 
@@ -249,7 +266,9 @@ class HubLink:
         hello_id = next(self._ids)
         answer: asyncio.Future[tuple[int, Any]] = self.loop.create_future()
         self.pending[hello_id] = answer
-        protocol.write((Op.HELLO, hello_id, layer.capacity, patterns, PROTOCOL_VERSION))
+        features = layer.group_features.as_config()
+        hello = (layer.capacity, patterns, PROTOCOL_VERSION, layer.client_id, features)
+        protocol.write((Op.HELLO, hello_id, *hello, layer.expiry))
         try:
             async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                 _, version = await answer
@@ -260,10 +279,17 @@ class HubLink:
         finally:
             self.pending.pop(hello_id, None)
         self.hub_version = version if isinstance(version, int) else 2
+        if layer.group_features and self.hub_version < PROTOCOL_FEATURES:
+            raise ChannelLayerError(
+                f"IPC channel layer: the hub at {layer.path} speaks protocol {self.hub_version},"
+                f" history and presence need {PROTOCOL_FEATURES} (restart it with this version)"
+            )
         now = time.time()
         for (group, channel), expires_at in list(layer.memberships.items()):
             if expires_at > now:
-                protocol.write((Op.GROUP_ADD, 0, group, channel, expires_at))
+                info = layer.presence_info.get((group, channel))
+                quiet_replay = () if info is None else (info, False)
+                protocol.write((Op.GROUP_ADD, 0, group, channel, expires_at, *quiet_replay))
         if self.hub_version < PROTOCOL_WATCH:
             self._unwatch_all_locally()
         for watch in self.watches.values():
@@ -347,6 +373,8 @@ class HubLink:
         self.closed = True
         if self._guardian is not None:
             self._guardian.cancel()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self.protocol is not None and self.protocol.transport is not None:
             self.protocol.transport.close()
 
@@ -627,6 +655,22 @@ class HubLink:
             watch.fail_waiters(ChannelLayerError("the IPC channel layer was closed"))
         self._flush_consumed()
 
+    # ---------------------------------------------------------------- presence heartbeat
+
+    def keep_members_alive(self) -> None:
+        """Start this link's heartbeat unless it runs."""
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = self.loop.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """BEAT every ttl/3 while the instance has presence members."""
+        layer = self.layer
+        interval = layer.heartbeat_interval
+        while layer.presence_info and not self.closed:
+            await asyncio.sleep(interval)
+            if self.protocol is not None and not layer.heartbeat_stopped:
+                self.protocol.write((Op.BEAT, 0))
+
     @staticmethod
     def _checked(reply: tuple[int, Any]) -> tuple[int, Any]:
         if reply[0] == Status.ERROR:
@@ -639,11 +683,12 @@ class IPCChannelLayer(BaseChannelLayer):
 
     Options (``CONFIG``): ``path`` (hub socket; default from ``prefix``), ``prefix``
     (``"asgi"``), ``expiry`` (60 s), ``group_expiry`` (86400 s), ``capacity`` (100),
-    ``channel_capacity`` (glob or regex → capacity) and ``connect_timeout`` (10 s: how long to
-    wait for a hub before raising :class:`~headrace.exceptions.ChannelLayerError`).
+    ``channel_capacity`` (glob or regex → capacity), ``connect_timeout`` (10 s: how long to
+    wait for a hub before raising :class:`~headrace.exceptions.ChannelLayerError`), and
+    ``history`` / ``presence`` (docs/history-presence.md).
     """
 
-    extensions = ["groups", "flush", "statistics"]
+    extensions = ["groups", "flush", "statistics", "history", "presence"]
 
     def __init__(
         self,
@@ -662,6 +707,10 @@ class IPCChannelLayer(BaseChannelLayer):
         self.connect_timeout = connect_timeout
         self.client_id = self.random_suffix(10)
         self.memberships: dict[tuple[str, str], float] = {}
+        self.presence_info: dict[tuple[str, str], dict[str, Any]] = {}
+        ttls = [settings.ttl for _, _, settings in self.group_features.presence]
+        self.heartbeat_interval = min(ttls, default=30.0) / 3
+        self.heartbeat_stopped = False
         self._links: dict[asyncio.AbstractEventLoop, HubLink] = {}
         self._valid_channels: set[str] = set()
 
@@ -741,35 +790,84 @@ class IPCChannelLayer(BaseChannelLayer):
     # ---------------------------------------------------------------- groups
 
     async def group_add(self, group: str, channel: str, info: dict[str, Any] | None = None) -> None:
+        """Add ``channel`` to ``group``; in a group with presence, with ``info``."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        recorded = check_info(info)
         expires_at = time.time() + self.group_expiry
         self.memberships[(group, channel)] = expires_at
         if len(self.memberships) % PRUNE_EVERY == 0:
             self._prune_memberships()
-        await self._link().request(Op.GROUP_ADD, group, channel, expires_at)
+        link = self._link()
+        if self.group_features.presence_of(group) is None:
+            await link.request(Op.GROUP_ADD, group, channel, expires_at)
+            return
+        encode_message(recorded)  # TypeError now for what the hub could not carry
+        await link.request(Op.GROUP_ADD, group, channel, expires_at, recorded, True)
+        # Recorded once added: a replay (quiet) while connecting must not pre-empt the join.
+        self.presence_info[(group, channel)] = recorded
+        link.keep_members_alive()
 
     def _prune_memberships(self) -> None:
         now = time.time()
         for key, expires_at in list(self.memberships.items()):
             if expires_at <= now:
                 del self.memberships[key]
+                self.presence_info.pop(key, None)
 
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         self.memberships.pop((group, channel), None)
+        self.presence_info.pop((group, channel), None)
         await self._link().request(Op.GROUP_DISCARD, group, channel)
 
-    async def group_send(self, group: str, message: LayerMessage) -> None:
+    async def group_send(self, group: str, message: LayerMessage) -> Position | None:
+        """Fan out at the hub; in a group with history, the message's position."""
         self.require_valid_group_name(group)
+        if POSITION_KEY in message and self.group_features.history_of(group) is not None:
+            message = {key: value for key, value in message.items() if key != POSITION_KEY}
         payload = self._payload(message)
-        await self._link().request(Op.GROUP_SEND, group, payload, self.expiry)
+        _, answer = await self._link().request(Op.GROUP_SEND, group, payload, self.expiry)
+        return None if answer is None else Position(answer[0], answer[1])
+
+    async def group_history(
+        self, group: str, since: Position | None = None, limit: int | None = None
+    ) -> GroupHistory:
+        """The kept messages of ``group`` after ``since``: one request to the hub."""
+        self.require_valid_group_name(group)
+        self.group_features.require_history(group)
+        check_history_query(since, limit)
+        epoch, offset = (None, 0) if since is None else (since.epoch, since.offset)
+        _, answer = await self._link().request(Op.GROUP_HISTORY, group, epoch, offset, limit)
+        current, newest, kept, recovered = answer
+        messages = [(number, decode_message(payload)) for number, payload in kept]
+        return GroupHistory(current, newest, messages, recovered)
+
+    async def group_presence(self, group: str) -> dict[str, dict[str, Any]]:
+        self._require_presence(group)
+        _, members = await self._link().request(Op.PRESENCE, group)
+        return dict(members)
+
+    async def group_presence_count(self, group: str) -> int:
+        """One request; the hub keeps the count (O(1))."""
+        self._require_presence(group)
+        _, count = await self._link().request(Op.PRESENCE_COUNT, group)
+        return int(count)
+
+    def _require_presence(self, group: str) -> None:
+        self.require_valid_group_name(group)
+        self.group_features.require_presence(group)
+
+    def stop_presence_heartbeat(self) -> None:
+        """Stop the BEATs (as a hung process would); for tests of presence ttl."""
+        self.heartbeat_stopped = True
 
     # ---------------------------------------------------------------- lifecycle
 
     async def flush(self) -> None:
         self.memberships.clear()
+        self.presence_info.clear()
         link = self._link()
         link.drop_buffered()
         await link.request(Op.FLUSH)

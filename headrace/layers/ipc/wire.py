@@ -17,6 +17,15 @@ client WATCHes a ``!`` channel once, under a small watch id of its choosing, and
 PUSHes every message for it without a receive per message (one frame per payload per client,
 listing the watch ids it is for). Pushed messages that came from ``send`` are *counted*: the
 client reports them CONSUMED, so the hub can enforce the channel's capacity exactly.
+4 adds group history and presence: HELLO also carries the client's id, its ``history`` /
+``presence`` options and its ``expiry``; GROUP_SEND answers the message's position; GROUP_ADD may
+carry presence info; GROUP_HISTORY, PRESENCE, PRESENCE_COUNT and BEAT are new. A client with
+history or presence configured refuses a hub older than 4.
+
+Positions on delivered messages. The hub stamps ``[epoch, offset]`` into a group message
+without decoding it: a marshalled dict ends with the ``0`` (TYPE_NULL) byte that closes it, so
+the stamped payload is the payload minus that byte, the key and the value marshalled without
+references (format version 2), and the closing byte (:func:`stamp_payload`).
 """
 
 from __future__ import annotations
@@ -27,8 +36,11 @@ import struct
 from collections.abc import Callable
 from typing import Any, cast
 
+from headrace.layers.history import POSITION_KEY
+
 __all__ = [
     "PROTOCOL_BATCHED",
+    "PROTOCOL_FEATURES",
     "PROTOCOL_VERSION",
     "PROTOCOL_WATCH",
     "FramedProtocol",
@@ -37,29 +49,34 @@ __all__ = [
     "decode_message",
     "encode_frame",
     "encode_message",
+    "stamp_payload",
 ]
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024
 PROTOCOL_BATCHED = 2  # the protocol version from which clients understand DELIVER_MANY
 PROTOCOL_WATCH = 3  # the protocol version from which hubs and clients speak WATCH/PUSH
-PROTOCOL_VERSION = PROTOCOL_WATCH  # what this code speaks
+PROTOCOL_FEATURES = 4  # the protocol version from which hubs keep history and presence
+PROTOCOL_VERSION = PROTOCOL_FEATURES  # what this code speaks
 
 
 class Op:
     """Request opcodes (small ints keep frames short)."""
 
-    HELLO = 1  # (capacity, [(regex source, capacity), ...], protocol) - capacity rules and
-    # the client's protocol version (absent from old clients: no DELIVER_MANY for them);
-    # answered OK with the hub's protocol version (``None`` from hubs before version 3)
+    HELLO = 1  # (capacity, [(regex source, capacity), ...], protocol[, client id, history
+    # and presence options, expiry seconds]) - capacity rules and the client's protocol version
+    # (absent from old clients: no DELIVER_MANY for them); answered OK with the hub's protocol
+    # version (``None`` from hubs before version 3)
     SEND = 2  # (channel, payload, expiry seconds)
     RECEIVE = 3  # (channel,) - answered when a message is available
     CANCEL = 4  # (channel, receive request id) - the RECEIVE gets CANCELLED or its message
     PUSH_FRONT = 5  # (channel, payload, expires_at[, counted]) - no reply; undo a delivery
     # (a cancelled receive's, or a watched channel's buffered messages handed back)
-    GROUP_ADD = 6  # (group, channel, expires_at)
+    GROUP_ADD = 6  # (group, channel, expires_at[, presence info, announce]) - with info in a
+    # group with presence, the member's info (announce False: a replay, no join event)
     GROUP_DISCARD = 7  # (group, channel)
-    GROUP_SEND = 8  # (group, payload, expiry seconds)
+    GROUP_SEND = 8  # (group, payload, expiry seconds) - answered OK with (epoch, offset) in a
+    # group with history, else None
     FLUSH = 9  # ()
     WATCH = 10  # (channel, watch id) - no reply; push this channel's messages from now on
     UNWATCH = 11  # (channel, watch id) - answered OK once no more pushes for it will follow
@@ -67,6 +84,11 @@ class Op:
     DETACH = 13  # () - stop every watch of this connection; answered OK after the last push
     STATISTICS = 14  # (channel or None) - answered OK with (messages, messages last second,
     # full, full last second, pending, expires_at of the oldest pending message or None)
+    GROUP_HISTORY = 15  # (group, since epoch or None, since offset, limit or None) - answered
+    # OK with (epoch, newest offset, [(offset, payload), ...], recovered)
+    PRESENCE = 16  # (group,) - answered OK with {channel: info}
+    PRESENCE_COUNT = 17  # (group,) - answered OK with the number of members
+    BEAT = 18  # () - no reply; the presence members this client added are alive
 
 
 class Status:
@@ -96,6 +118,21 @@ def encode_message(message: dict[str, Any]) -> bytes:
         return marshal.dumps(message)
     except ValueError as exc:
         raise TypeError(f"message cannot be serialised for the IPC layer: {exc}") from None
+
+
+_POSITION_KEY_BYTES = marshal.dumps(POSITION_KEY, 2)
+_DICT_CODES = (ord("{"), ord("{") | 0x80)  # TYPE_DICT, with or without FLAG_REF
+
+
+def stamp_payload(payload: bytes, epoch: str, offset: int) -> bytes:
+    """``payload`` (a marshalled dict) with ``[epoch, offset]`` under POSITION_KEY."""
+    if payload[:1] and payload[0] in _DICT_CODES and payload[-1:] == b"0":
+        return b"".join(
+            (payload[:-1], _POSITION_KEY_BYTES, marshal.dumps([epoch, offset], 2), b"0")
+        )
+    message = decode_message(payload)  # not produced by encode_message: take the long way
+    message[POSITION_KEY] = [epoch, offset]
+    return marshal.dumps(message)
 
 
 def decode_message(payload: bytes) -> dict[str, Any]:
