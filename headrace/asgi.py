@@ -87,6 +87,7 @@ from headrace.exceptions import (
     MessageTooLarge,
 )
 from headrace.layers.base import BaseChannelLayer
+from headrace.layers.history import GroupHistory, Position
 from headrace.utils import import_string
 
 __all__ = [
@@ -508,10 +509,27 @@ class AsgiChannelLayer:
 
     # ------------------------------------------------------------------ groups
 
-    def group_add(self, group: str, channel: str) -> None:
-        """Add ``channel`` to ``group`` (renewing its membership if it is one already)."""
+    def group_add(self, group: str, channel: str, info: dict[str, Any] | None = None) -> None:
+        """Add ``channel`` to ``group`` (renewing its membership if it is one already); in a
+        group with presence, ``info`` is recorded for it."""
         require_valid_group_name(group)
-        self._call(self.backend.group_add(group, require_valid_channel_name(channel)))
+        channel = require_valid_channel_name(channel)
+        if info is None:
+            self._call(self.backend.group_add(group, channel))
+        else:
+            self._call(self.backend.group_add(group, channel, info=info))
+
+    def group_history(
+        self, group: str, since: Position | None = None, limit: int | None = None
+    ) -> GroupHistory:
+        """The backend's ``group_history`` (a group with history), from a thread."""
+        require_valid_group_name(group)
+        return self._call(self.backend.group_history(group, since=since, limit=limit))
+
+    def group_presence(self, group: str) -> dict[str, dict[str, Any]]:
+        """The backend's ``group_presence`` (a group with presence), from a thread."""
+        require_valid_group_name(group)
+        return self._call(self.backend.group_presence(group))
 
     def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; nothing happens if it is not a member."""

@@ -24,11 +24,7 @@ from headrace.generic.http import AsyncHttpConsumer
 from headrace.generic.recovery import RecoveringJsonWebsocketConsumer
 from headrace.layers import InMemoryChannelLayer, channel_layers
 from headrace.routing import ProtocolTypeRouter, URLRouter
-
-FEATURES: dict[str, Any] = {
-    "history": {"room.*": {"size": 1000, "ttl": 300}},
-    "presence": {"room.*": {"ttl": 30, "events": True}},
-}
+from tests.recovery.features import FEATURES
 
 
 class SlowJoinLayer(InMemoryChannelLayer):

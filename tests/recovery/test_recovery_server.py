@@ -22,7 +22,7 @@ from tests.django.processes import ServerProcess, start_server
 DEADLINE = 60.0
 
 
-@pytest.fixture(params=["memory", "memory-slow-join"])
+@pytest.fixture(params=["memory", "memory-slow-join", "ipc"])
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     env = {"RECOVERY_LAYER": request.param, "RECOVERY_IPC_PREFIX": f"rec-{uuid.uuid4().hex[:8]}"}
     process = start_server(
@@ -53,9 +53,9 @@ class Client:
     async def open(
         cls, port: int, room: str, name: str, positions: dict[str, list[Any]] | None = None
     ) -> Client:
+        # Like the JavaScript bridge: always a positions parameter, {} when there is none yet.
         url = f"ws://127.0.0.1:{port}/ws/{room}/?name={name}"
-        if positions is not None:
-            url += "&positions=" + quote(json.dumps(positions))
+        url += "&positions=" + quote(json.dumps(positions or {}))
         epoch = next(iter(positions.values()))[0] if positions else None
         client = cls(await connect(url, open_timeout=DEADLINE), epoch)
         await client.wait_for(lambda: bool(client.recoveries))

@@ -21,8 +21,9 @@
  * Recovery and presence (a server consumer built on headrace.generic.recovery). A frame carrying
  * "__position__": [epoch, offset] is a group message; the bridge keeps the newest position per group in
  * bridge.positions ({group: [epoch, offset]}; options.positions seeds it, e.g. from the page that rendered the
- * state) and opens every socket with "?positions=<URL-encoded JSON of it>", so the server resends exactly what
- * was missed. A {"__recovery__": {group, epoch, offset, recovered}} frame ends each join: it fixes the group's
+ * state) and opens every socket with "?positions=<URL-encoded JSON of it>" ("{}" at first: a Channels-1
+ * interface server then holds group messages until the worker has sent the missed ones), so the server
+ * resends exactly what was missed. A {"__recovery__": {group, epoch, offset, recovered}} frame ends each join: it fixes the group's
  * position and is emitted as "recovery" (recovered false: the server no longer has what was missed, reload
  * the state). {"__presence__": {group, event, ...}} frames ("members", then "join"/"leave") keep
  * bridge.presence[group] = {channel: info} and are emitted as "presence" ({group, event, channel, info,
@@ -58,9 +59,6 @@
   }
 
   function withPositions(url, positions) {
-    if (!Object.keys(positions).length) {
-      return url;
-    }
     var hash = url.indexOf('#');
     var base = hash >= 0 ? url.slice(0, hash) : url;
     var query = 'positions=' + encodeURIComponent(JSON.stringify(positions));
