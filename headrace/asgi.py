@@ -52,6 +52,13 @@ item, which is at least what msgpack and JSON use. Too large raises :class:`Mess
 a full channel raises :class:`ChannelFull` (``send_group`` never does: full members miss the
 message); a bad name raises :class:`InvalidChannelName` (a ``TypeError``).
 
+*History and presence.* Over a backend with the ``history`` / ``presence`` extensions the view
+offers them too (docs/history-presence.md): ``send_group`` returns the message's
+:class:`~headrace.layers.history.Position`, ``group_history(group, since, limit)``,
+``group_add(group, channel, info)``, ``group_presence(group)`` (keyed by ASGI-1 names) and
+``group_presence_count(group)``. Presence events carry the backend's name of a single-reader
+member (``main__sr__suffix``); :func:`asgi_name` turns it back.
+
 *Settings.* ``CHANNEL_LAYERS`` is the modern setting; an entry with a ``"ROUTING"`` key (a
 dotted path to a routing list, or the list itself) is a Channels-1 layer. :data:`channel_layers`
 maps an alias to a :class:`ChannelLayerWrapper` (``.channel_layer`` the view, ``.routing``,
@@ -98,6 +105,7 @@ __all__ = [
     "AsgiChannelLayer",
     "ChannelLayerManager",
     "ChannelLayerWrapper",
+    "asgi_name",
     "backend_name",
     "channel_layers",
     "check_message",
@@ -108,6 +116,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("headrace.asgi")
+
+_PASSED_ON = ("statistics", "history", "presence")
+"""Extensions the view offers when its backend has them."""
 
 T = TypeVar("T")
 Message = dict[str, Any]
@@ -179,6 +190,13 @@ def backend_name(channel: str) -> str:
             f"Channel name {channel!r} contains {SINGLE_READER_MARKER!r}, which is reserved "
             "for single-reader ('?') channels"
         )
+    return channel
+
+
+def asgi_name(channel: str) -> str:
+    """The ASGI-1 name of backend channel ``channel`` (the inverse of :func:`backend_name`)."""
+    if "!" not in channel and SINGLE_READER_MARKER in channel:
+        return channel.replace(SINGLE_READER_MARKER, "?", 1)
     return channel
 
 
@@ -426,8 +444,7 @@ class AsgiChannelLayer:
         ``asyncio``, as the draft's extension list names it) and, when the backend keeps
         them, ``statistics``."""
         names = ["groups", "flush", "async", "asyncio"]
-        if "statistics" in self.backend.extensions:
-            names.append("statistics")
+        names += [name for name in _PASSED_ON if name in self.backend.extensions]
         return names
 
     @property
@@ -509,45 +526,52 @@ class AsgiChannelLayer:
 
     # ------------------------------------------------------------------ groups
 
-    def group_add(self, group: str, channel: str, info: dict[str, Any] | None = None) -> None:
+    def group_add(self, group: str, channel: str, info: Message | None = None) -> None:
         """Add ``channel`` to ``group`` (renewing its membership if it is one already); in a
-        group with presence, ``info`` is recorded for it."""
+        group with presence, with ``info``."""
         require_valid_group_name(group)
-        channel = require_valid_channel_name(channel)
+        name = require_valid_channel_name(channel)
         if info is None:
-            self._call(self.backend.group_add(group, channel))
+            self._call(self.backend.group_add(group, name))
         else:
-            self._call(self.backend.group_add(group, channel, info=info))
-
-    def group_history(
-        self, group: str, since: Position | None = None, limit: int | None = None
-    ) -> GroupHistory:
-        """The backend's ``group_history`` (a group with history), from a thread."""
-        require_valid_group_name(group)
-        return self._call(self.backend.group_history(group, since=since, limit=limit))
-
-    def group_presence(self, group: str) -> dict[str, dict[str, Any]]:
-        """The backend's ``group_presence`` (a group with presence), from a thread."""
-        require_valid_group_name(group)
-        return self._call(self.backend.group_presence(group))
+            self._call(self.backend.group_add(group, name, info))
 
     def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; nothing happens if it is not a member."""
         require_valid_group_name(group)
         self._call(self.backend.group_discard(group, require_valid_channel_name(channel)))
 
-    def send_group(self, group: str, message: Message) -> None:
+    def send_group(self, group: str, message: Message) -> Position | None:
         """Send ``message`` to every member of ``group``; full members miss it (never
-        ChannelFull); raises MessageTooLarge and TypeError."""
+        ChannelFull); raises MessageTooLarge and TypeError. In a group with history, returns
+        the message's position."""
         require_valid_group_name(group)
         check_message(message, self.max_message_size)
-        self._call(self.backend.group_send(group, message))
+        return self._call(self.backend.group_send(group, message))
 
-    async def send_group_async(self, group: str, message: Message) -> None:
+    async def send_group_async(self, group: str, message: Message) -> Position | None:
         """:meth:`send_group` for asyncio callers, on the caller's own loop."""
         require_valid_group_name(group)
         check_message(message, self.max_message_size)
-        await self.backend.group_send(group, message)
+        return await self.backend.group_send(group, message)
+
+    def group_history(
+        self, group: str, since: Position | None = None, limit: int | None = None
+    ) -> GroupHistory:
+        """The kept messages of ``group`` after ``since`` (the backend's ``group_history``)."""
+        require_valid_group_name(group)
+        return self._call(self.backend.group_history(group, since, limit))
+
+    def group_presence(self, group: str) -> dict[str, Message]:
+        """``{channel: info}`` of the members of ``group``, by ASGI-1 channel name."""
+        require_valid_group_name(group)
+        members = self._call(self.backend.group_presence(group))
+        return {asgi_name(channel): info for channel, info in members.items()}
+
+    def group_presence_count(self, group: str) -> int:
+        """How many members ``group`` has (the backend's cheap count)."""
+        require_valid_group_name(group)
+        return self._call(self.backend.group_presence_count(group))
 
     # ------------------------------------------------------------------ flush, statistics
 

@@ -347,7 +347,7 @@ class HistoryStore(Generic[M]):
         log = self.logs.get(group)
         if log is None or log.expires <= now:
             log = self.logs[group] = HistoryLog(settings, now)
-        elif log.settings != settings:
+        elif log.settings is not settings and log.settings != settings:
             log.adopt(settings)
         return log
 

@@ -102,26 +102,6 @@ def _copier(message: LayerMessage) -> Callable[[LayerMessage], LayerMessage]:
     return dict
 
 
-def _stamping(
-    copier: Callable[[LayerMessage], LayerMessage], epoch: str, offset: int
-) -> Callable[[LayerMessage], LayerMessage]:
-    """``copier`` that also puts ``[epoch, offset]`` under POSITION_KEY in each copy."""
-
-    def copy_stamped(message: LayerMessage) -> LayerMessage:
-        copied = copier(message)
-        copied[POSITION_KEY] = [epoch, offset]
-        return copied
-
-    return copy_stamped
-
-
-def _history_copy(message: LayerMessage) -> LayerMessage:
-    """The copy of a sent message that history keeps (without a relayed position)."""
-    kept = copy_message(message)
-    kept.pop(POSITION_KEY, None)
-    return kept
-
-
 def _set_if_pending(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -415,10 +395,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 if members:
                     self._fan_out(list(members), message, now)
                 return None
-            position = self.history.log_of(group, history, now).append(_history_copy(message), now)
+            copier = _copier(message)
+            kept = copier(message)  # history's own copy, without a relayed position
+            if POSITION_KEY in kept:
+                del kept[POSITION_KEY]
+            position = self.history.log_of(group, history, now).append(kept, now)
             members = self.groups.get(group)
             if members:
-                self._fan_out(list(members), message, now, position)
+                self._fan_out(list(members), message, now, copier, position)
             return position
 
     async def group_history(
@@ -459,12 +443,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
         names: list[str],
         message: LayerMessage,
         now: float,
+        copier: Callable[[LayerMessage], LayerMessage] | None = None,
         position: Position | None = None,
     ) -> None:
-        """group_send's hot loop: _deliver inlined, one copy function and deadline for all."""
-        copier = _copier(message)
-        if position is not None:
-            copier = _stamping(copier, position.epoch, position.offset)
+        """group_send's hot loop: _deliver inlined, one copy function and deadline for all;
+        with ``position``, each copy gets its own ``[epoch, offset]`` list."""
+        if copier is None:
+            copier = _copier(message)
+        epoch, offset = (None, 0) if position is None else (position.epoch, position.offset)
         deadline = now + self.expiry
         channels = self.channels
         append_deadline = self._message_deadlines.append
@@ -477,7 +463,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 refused(name)
                 continue
             accepted(name)
-            entry = (deadline, name, copier(message))
+            copied = copier(message)
+            if epoch is not None:
+                copied[POSITION_KEY] = [epoch, offset]
+            entry = (deadline, name, copied)
             target.entries.append(entry)
             append_deadline(entry)
             if target.waiters:
