@@ -5,6 +5,7 @@ process through the same layer, clients speaking ``websockets``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -65,11 +66,8 @@ class Site:
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    site = Site()
-    try:
-        yield site
-    finally:
-        site.close()
+    with contextlib.closing(Site()) as running:
+        yield running
 
 
 async def test_1x_reconnect_gets_exactly_what_it_missed(site: Site) -> None:

@@ -43,6 +43,12 @@ class ChatConsumer(RecoveringJsonWebsocketConsumer):
         )
         await self.accept()  # the join's frames (who is online, missed messages) follow
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:  # a binary frame
+            await self.send_json({"error": 'Send {"message": "..."} as text.'})
+            return
+        await super().receive(text_data=text_data)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         user = self.scope["user"]
         if not user.is_authenticated:
