@@ -105,15 +105,9 @@ class _Cursor:
 
 
 class RecoveringJsonWebsocketConsumer(AsyncJsonWebsocketConsumer):
-    """Join groups with recovery after reconnect and presence (see the module docs)::
-
-    class Chat(RecoveringJsonWebsocketConsumer):
-        forward_presence = True
-
-        async def connect(self):
-            await self.accept()
-            await self.join_group("chat.lobby", info={"name": self.scope["user"].username})
-    """
+    """An async JSON WebSocket consumer whose ``join_group`` recovers what a reconnecting
+    client missed and records presence (see the module docs and
+    docs/history-presence-clients.md for an example)."""
 
     forward_presence: bool = False
     """Send the member list and presence events to the client (a class or instance setting)."""
