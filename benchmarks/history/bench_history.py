@@ -12,7 +12,7 @@ Each figure is the median of ``--rounds`` rounds (>= 3). Wall time per operation
 per operation of this process (which hosts the IPC hub on a thread, so the hub's work counts).
 
 Usage: python3 benchmarks/history/bench_history.py [--backends inmemory ipc] [--rounds 5]
-       [--members 1 100] [--sends 1000] [--clients 1000] [--presence 10000]
+       [--members 1 10 100] [--sends 1000] [--clients 1000] [--presence 10000]
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--members", type=int, nargs="+", default=[1, 100])
+    parser.add_argument("--members", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--sends", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--presence", type=int, default=10_000)

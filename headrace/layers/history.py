@@ -55,6 +55,7 @@ __all__ = [
     "check_history_query",
     "check_info",
     "new_epoch",
+    "pop_member",
     "presence_event",
     "recovered_since",
 ]
@@ -138,6 +139,16 @@ def recovered_since(since: Position | None, epoch: str, newest: int, oldest_kept
     if since is None:
         return True
     return since.epoch == epoch and oldest_kept - 1 <= since.offset <= newest
+
+
+def pop_member(rosters: dict[str, dict[str, _S]], group: str, channel: str) -> _S | None:
+    """Remove ``channel`` from ``rosters[group]`` (and the roster once empty); what it held,
+    or None when it was not there. The presence bookkeeping of the in-process stores."""
+    roster = rosters.get(group)
+    entry = roster.pop(channel, None) if roster is not None else None
+    if roster is not None and not roster:
+        del rosters[group]
+    return entry
 
 
 def check_info(info: object) -> dict[str, Any]:

@@ -18,6 +18,9 @@ O(channels + members) on every call as in Channels 4.3 (where a 5,000-member gro
 seconds). Expiry runs on ``receive`` and ``group_send``, and on ``send`` only when the target
 looks full, so expired messages never cause ChannelFull. As in Channels, a channel that loses a
 message to expiry is removed from its groups, found through a reverse index, not by scanning.
+The same pass drops the already received entries at the left of the global deque (up to the
+oldest pending one), so received messages are released at once in the usual case, not held
+until their deadline.
 
 Group memberships work the same way: one global deque of ``(deadline, group, channel, token)``
 in join order; a renewed ``group_add`` gets a new token, so stale deque records are ignored.
@@ -77,6 +80,7 @@ from headrace.layers.history import (
     Position,
     check_history_query,
     check_info,
+    pop_member,
     presence_event,
 )
 
@@ -289,6 +293,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 target.entries.popleft()
                 self._drop_if_idle(name, target)
                 self._leave_all_groups(name)
+        # Received entries in front of the oldest pending one go too, so a received message
+        # is not held (and scanned by the garbage collector) until its deadline.
+        self._oldest_deadline()
         self._expire_memberships(now)
 
     def _expire_memberships(self, now: float) -> None:
@@ -369,12 +376,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._forget_presence(group, channel)
 
     def _forget_presence(self, group: str, channel: str) -> None:
-        roster = self.presence.get(group)
-        entry = roster.pop(channel, None) if roster is not None else None
+        entry = pop_member(self.presence, group, channel)
         if entry is None:
             return
-        if not roster:
-            del self.presence[group]
         settings = self.group_features.presence_of(group)
         remaining = self.groups.get(group)
         if settings is not None and settings.events and remaining:

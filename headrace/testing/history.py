@@ -187,6 +187,21 @@ class HistoryPresenceConformance:
             async with self.layer(**config) as two:
                 yield one, two
 
+    @staticmethod
+    async def one_member_each(
+        group: str, one: BaseChannelLayer, two: BaseChannelLayer
+    ) -> tuple[str, str]:
+        """A new channel of each layer, added to ``group`` (no info)."""
+        first, second = await one.new_channel(), await two.new_channel()
+        await one.group_add(group, first)
+        await two.group_add(group, second)
+        return first, second
+
+    @staticmethod
+    async def group_and_two_channels(layer: BaseChannelLayer, kind: str) -> tuple[str, str, str]:
+        """A new group name of pattern ``kind.*`` and two new channels of ``layer``."""
+        return _unique(kind), await layer.new_channel(), await layer.new_channel()
+
     async def within(self, awaitable: Awaitable[T]) -> T:
         return await asyncio.wait_for(awaitable, self.receive_timeout)
 
@@ -245,9 +260,7 @@ class HistoryPresenceConformance:
     async def test_members_receive_the_position(self) -> None:
         async with self.two_layers() as (one, two):
             group = _unique("hist")
-            first, second = await one.new_channel(), await two.new_channel()
-            await one.group_add(group, first)
-            await two.group_add(group, second)
+            first, second = await self.one_member_each(group, one, two)
             position = await one.group_send(group, {"type": "chat.message", "text": "hi"})
             assert isinstance(position, Position)
             expected = {"type": "chat.message", "text": "hi", POSITION_KEY: position.as_list()}
@@ -483,11 +496,7 @@ class HistoryPresenceConformance:
 
     async def test_events_take_no_offset_and_carry_no_position(self) -> None:
         async with self.layer() as layer:
-            group, first, second = (
-                _unique("both"),
-                await layer.new_channel(),
-                await layer.new_channel(),
-            )
+            group, first, second = await self.group_and_two_channels(layer, "both")
             await layer.group_add(group, first)
             assert POSITION_KEY not in await self.receive(layer, first)
             (one,) = await self.send_numbered(layer, group, 1)
@@ -505,11 +514,7 @@ class HistoryPresenceConformance:
 
     async def test_no_events_without_events(self) -> None:
         async with self.layer() as layer:
-            group, first, second = (
-                _unique("quiet"),
-                await layer.new_channel(),
-                await layer.new_channel(),
-            )
+            group, first, second = await self.group_and_two_channels(layer, "quiet")
             await layer.group_add(group, first, {"n": 1})
             await layer.group_add(group, second, {"n": 2})
             await layer.group_discard(group, second)
@@ -620,9 +625,7 @@ class HistoryPresenceConformance:
     async def test_heartbeat_keeps_members(self) -> None:
         async with self.two_layers() as (one, two):
             group = _unique("steady")
-            first, second = await one.new_channel(), await two.new_channel()
-            await one.group_add(group, first)
-            await two.group_add(group, second)
+            first, second = await self.one_member_each(group, one, two)
             await asyncio.sleep(self.presence_ttl * 3)  # 1.5 ttl: without heartbeats, gone
             assert set(await one.group_presence(group)) == {first, second}
             assert await two.group_presence_count(group) == 2

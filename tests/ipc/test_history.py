@@ -6,10 +6,7 @@ import asyncio
 import contextlib
 import marshal
 import signal
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,22 +16,21 @@ from headrace.layers.base import BaseChannelLayer, LayerMessage
 from headrace.layers.ipc import IPCChannelLayer
 from headrace.layers.ipc.wire import Op, Status, encode_frame, encode_message, stamp_payload
 from headrace.testing.history import HistoryPresenceConformance
-from tests.ipc.support import WAIT, hosted, read_frame
+from tests.ipc.support import (
+    WAIT,
+    PrivateHubLayers,
+    hosted,
+    module_process,
+    read_frame,
+    read_line,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 GROUP = "room.lobby"
 TTL = 1.0
 
 
-class TestIPCHistoryPresence(HistoryPresenceConformance):
-    shares_state_between_instances = True
-
-    @pytest.fixture(autouse=True)
-    def _private_hub(self, hub_path: str) -> None:
-        self.hub_path = hub_path
-
-    async def make_layer(self, **config: Any) -> BaseChannelLayer:
-        return IPCChannelLayer(path=self.hub_path, **config)
+class TestIPCHistoryPresence(PrivateHubLayers, HistoryPresenceConformance):
+    """The public history and presence suite on the IPC layer."""
 
 
 def watcher_layer(path: str) -> IPCChannelLayer:
@@ -50,31 +46,11 @@ async def presence_member(
     path: str, name: str
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """Start ``tests.ipc.presence_member`` and wait until it has joined GROUP."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.ipc.presence_member",
-        path,
-        GROUP,
-        str(TTL),
-        name,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        ready, channel = (await read_line(process)).split()
+    arguments = ("tests.ipc.presence_member", path, GROUP, str(TTL), name)
+    async with module_process(*arguments) as (process, line):
+        ready, channel = line.split()
         assert ready == "ready"
         yield process, channel
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await asyncio.wait_for(process.wait(), WAIT)
-
-
-async def read_line(process: asyncio.subprocess.Process) -> str:
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), WAIT)
-    return line.decode().strip()
 
 
 async def next_event(layer: BaseChannelLayer, channel: str, kind: str) -> LayerMessage:

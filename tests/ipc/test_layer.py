@@ -20,20 +20,13 @@ from headrace.layers.base import BaseChannelLayer
 from headrace.layers.ipc import HubHost, IPCChannelLayer
 from headrace.testing.asgi_layers import AsgiLayerConformance
 from headrace.testing.layers import ChannelLayerConformance
-from tests.ipc.support import WAIT, until
+from tests.ipc.support import WAIT, PrivateHubLayers, module_process, read_line, until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class TestIPCConformance(ChannelLayerConformance):
-    shares_state_between_instances = True
-
-    @pytest.fixture(autouse=True)
-    def _private_hub(self, hub_path: str) -> None:
-        self.hub_path = hub_path
-
-    async def make_layer(self, **config: Any) -> BaseChannelLayer:
-        return IPCChannelLayer(path=self.hub_path, **config)
+class TestIPCConformance(PrivateHubLayers, ChannelLayerConformance):
+    """The public suite on the IPC layer."""
 
 
 class TestIPCAsgiConformance(AsgiLayerConformance):
@@ -52,29 +45,9 @@ class TestIPCAsgiConformance(AsgiLayerConformance):
 @contextlib.asynccontextmanager
 async def member(path: str, group: str, *channel: str) -> AsyncIterator[asyncio.subprocess.Process]:
     """Start ``tests.ipc.member`` and wait until it has joined ``group``."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.ipc.member",
-        path,
-        group,
-        *channel,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert (await read_line(process)).startswith("ready ")
+    async with module_process("tests.ipc.member", path, group, *channel) as (process, line):
+        assert line.startswith("ready ")
         yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await asyncio.wait_for(process.wait(), WAIT)
-
-
-async def read_line(process: asyncio.subprocess.Process) -> str:
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), WAIT)
-    return line.decode().strip()
 
 
 async def test_group_send_reaches_other_processes(hub_path: str) -> None:

@@ -88,6 +88,7 @@ from headrace.layers.history import (
     HistoryStore,
     Position,
     PresenceSettings,
+    pop_member,
     presence_event,
 )
 from headrace.layers.ipc.wire import (
@@ -421,12 +422,9 @@ class HubState:
             self._announce(group, PRESENCE_JOIN, channel, info, profile)
 
     def _forget_presence(self, group: str, channel: str) -> None:
-        roster = self.presence.get(group)
-        member = roster.pop(channel, None) if roster is not None else None
+        member = pop_member(self.presence, group, channel)
         if member is None:
             return
-        if not roster:
-            del self.presence[group]
         self._disown(member.profile.client_id, group, channel)
         if member.settings.events:
             self._announce(group, PRESENCE_LEAVE, channel, member.info, member.profile)
