@@ -107,7 +107,7 @@ class _Cursor:
 class RecoveringJsonWebsocketConsumer(AsyncJsonWebsocketConsumer):
     """An async JSON WebSocket consumer whose ``join_group`` recovers what a reconnecting
     client missed and records presence (see the module docs and
-    docs/history-presence-clients.md for an example)."""
+    docs/history-presence.md for an example)."""
 
     forward_presence: bool = False
     """Send the member list and presence events to the client (a class or instance setting)."""
