@@ -1,8 +1,10 @@
 """Recovery after reconnect end to end: N WebSocket clients reconnect at once to the real
 server (tests/recovery/app.py: RecoveringJsonWebsocketConsumer), each missing M messages.
 
-Per round: N clients join room ``bench`` (positions ``{}``), leave, M messages are published,
-then all N reconnect with their positions at once; the round ends when every client has its M
+The room has history but no presence (``RECOVERY_BENCH``: a 1,000-member room with join
+events would measure presence). Per round: N clients join room ``bench`` (positions ``{}``),
+leave, M messages are published, then all N reconnect with their positions at once (at most
+100 handshakes in flight); the round ends when every client has its M
 missed messages and the recovery frame (each checked: offsets in order, none twice). The peer
 in the same run is the same N clients connecting *fresh* and receiving M live messages
 (``live``, connecting included as in ``recover``): what recovery costs over plain delivery of
@@ -46,9 +48,15 @@ def server_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+HANDSHAKES = asyncio.Semaphore(100)
+"""At most this many handshakes in flight (a 2-core machine answers 1,000 at once too slowly
+for the server's WebSocket connect timeout)."""
+
+
 async def open_client(port: int, positions: dict[str, Any]) -> ClientConnection:
     url = f"ws://127.0.0.1:{port}/ws/bench/?positions=" + quote(json.dumps(positions))
-    return await connect(url, open_timeout=120, max_queue=None, ping_interval=None)
+    async with HANDSHAKES:
+        return await connect(url, open_timeout=120, max_queue=None, ping_interval=None)
 
 
 async def read_join(socket: ClientConnection) -> list[Any]:
@@ -114,6 +122,7 @@ def start_server(layer: str) -> tuple[subprocess.Popen[bytes], int]:
         **os.environ,
         "PYTHONPATH": str(REPO),
         "RECOVERY_LAYER": layer,
+        "RECOVERY_BENCH": "1",
         "RECOVERY_IPC_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
     }
     argv = [sys.executable, "-m", "headrace", "-b", "127.0.0.1", "-p", str(port)]

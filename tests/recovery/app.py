@@ -7,7 +7,8 @@ messages ``{"n": 1..count, "batch": <body>}`` to the group, one after the other.
 in-memory (the default) or IPC (``RECOVERY_LAYER=ipc`` with ``RECOVERY_IPC_PREFIX``);
 ``RECOVERY_LAYER=memory-slow-join`` is the in-memory layer with a networked layer's delay
 after each ``group_add``, so live messages reach a joining consumer before it reads the history
-(the in-memory layer alone never yields in between).
+(the in-memory layer alone never yields in between). ``RECOVERY_BENCH=1`` (the benchmark):
+no presence, and room for 1,000 messages per channel.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ class SlowJoinLayer(InMemoryChannelLayer):
         await asyncio.sleep(0.02)
 
 
+BENCH = os.environ.get("RECOVERY_BENCH") == "1"
+if BENCH:
+    FEATURES = {"history": FEATURES["history"], "capacity": 1000}
+
+
 def layer_settings() -> dict[str, Any]:
     kind = os.environ.get("RECOVERY_LAYER", "memory")
     if kind == "ipc":
@@ -47,14 +53,14 @@ channel_layers.configure({"default": layer_settings()})
 
 
 class Room(RecoveringJsonWebsocketConsumer):
-    forward_presence = True
+    forward_presence = not BENCH
 
     async def connect(self) -> None:
         await self.accept()
         room = self.scope["url_route"]["kwargs"]["room"]
         query = parse_qs(self.scope["query_string"].decode())
         name = query.get("name", ["anonymous"])[0]
-        await self.join_group(f"room.{room}", info={"name": name})
+        await self.join_group(f"room.{room}", info=None if BENCH else {"name": name})
 
     async def room_message(self, event: dict[str, Any]) -> None:
         await self.send_json({"n": event["n"], "batch": event["batch"]})
