@@ -708,8 +708,8 @@ class IPCChannelLayer(BaseChannelLayer):
         self.client_id = self.random_suffix(10)
         self.memberships: dict[tuple[str, str], float] = {}
         self.presence_info: dict[tuple[str, str], dict[str, Any]] = {}
-        ttls = [settings.ttl for _, _, settings in self.group_features.presence]
-        self.heartbeat_interval = min(ttls, default=30.0) / 3
+        beats = [settings.heartbeat for _, _, settings in self.group_features.presence]
+        self.heartbeat_interval = min(beats, default=10.0)
         self.heartbeat_stopped = False
         self._links: dict[asyncio.AbstractEventLoop, HubLink] = {}
         self._valid_channels: set[str] = set()
