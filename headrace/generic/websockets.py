@@ -15,6 +15,16 @@ of the HTTP session on connect, then from the channel session), ``http_user_and_
 (the same, keeping ``message.http_session`` on later messages), ``channel_session`` /
 ``channel_session_user``, and ``strict_ordering`` (``enforce_ordering``).
 
+With ``group_recovery = True`` the connection recovers what the client missed in its groups
+(all of them need history; the client reconnects with ``?positions=``, as for the modern
+``headrace.generic.recovery``): on ``websocket.connect`` the consumer tells the interface server
+to hold the groups' messages, joins (with ``connection_presence(**kwargs)`` as presence info),
+runs ``connect``, then per group sends the recovery frame ``{"__recovery__": {...}}`` (here
+*before* the missed messages, its ``offset`` being where the client resumes from), sends the
+missed messages read from the history, and releases the hold: the interface server sorts and
+deduplicates what it held by offset (headrace.interface.positions). With ``forward_presence``
+the member list is sent first; presence events go to the client through the interface server.
+
 The demultiplexer speaks the ``{"stream": name, "payload": {...}}`` frame: each stream maps
 to a consumer class in ``consumers``, which is called with the message (its ``text`` set to
 the payload's JSON) and a ``multiplexer`` keyword argument that sends frames of that stream
@@ -33,6 +43,8 @@ from headrace.auth import channel_and_http_session_user_from_http, channel_sessi
 from headrace.channel import Channel, Group
 from headrace.exceptions import HeadraceError
 from headrace.generic.base import BaseConsumer, Handler
+from headrace.generic.recovery import PRESENCE_KEY, RECOVERY_KEY, parse_positions
+from headrace.layers.history import POSITION_KEY, Position
 from headrace.sessions import channel_and_http_session, enforce_ordering, http_session
 
 __all__ = [
@@ -74,6 +86,8 @@ class WebsocketConsumer(BaseConsumer):
     strict_ordering: ClassVar[bool] = False
     slight_ordering: ClassVar[bool] = False
     groups: ClassVar[Iterable[str] | None] = None
+    group_recovery: ClassVar[bool] = False
+    forward_presence: ClassVar[bool] = False
 
     path: str | None
 
@@ -112,10 +126,54 @@ class WebsocketConsumer(BaseConsumer):
             raise ValueError(f"The message on {self.message.channel.name!r} has no reply_channel")
         return reply_channel
 
+    def connection_presence(self, **kwargs: Any) -> dict[str, Any] | None:
+        """The presence info recorded for this connection in its groups (None: none)."""
+        return None
+
     def raw_connect(self, message: Any, **kwargs: Any) -> None:
+        if self.group_recovery:
+            self._connect_with_recovery(message, list(self.connection_groups(**kwargs)), kwargs)
+            return
         for group in self.connection_groups(**kwargs):
             Group(group, channel_layer=message.channel_layer).add(message.reply_channel)
         self.connect(message, **kwargs)
+
+    def _connect_with_recovery(
+        self, message: Any, groups: list[str], kwargs: dict[str, Any]
+    ) -> None:
+        layer, reply = message.channel_layer, message.reply_channel
+        positions = parse_positions(message.content.get("query_string") or b"")
+        fresh = {group for group in groups if group not in positions}
+        for group in fresh:  # where a client without a position starts: read before joining
+            start = layer.group_history(group, limit=0)
+            positions[group] = Position(start.epoch, start.offset)
+        reply.send({"recovery": "hold"})  # the first reply: see headrace.interface.positions
+        info = self.connection_presence(**kwargs)
+        for group in groups:
+            layer.group_add(group, reply.name, info)
+        self.connect(message, **kwargs)
+        release: dict[str, int] = {}
+        for group in groups:
+            if self.forward_presence:
+                members = {"group": group, "event": "members"}
+                members["members"] = layer.group_presence(group)
+                reply.send({"text": json.dumps({PRESENCE_KEY: members})})
+            epoch, offset = self._send_missed(layer, group, positions[group], group in fresh)
+            release[epoch] = offset
+        reply.send({"recovery": release})
+
+    def _send_missed(self, layer: Any, group: str, since: Position, fresh: bool) -> tuple[str, int]:
+        """Send the recovery frame and the messages after ``since``; (epoch, resume offset)."""
+        history = layer.group_history(group, since=since)
+        offset = since.offset if history.recovered else history.offset
+        recovered = None if fresh else history.recovered
+        frame = {"group": group, "epoch": history.epoch, "offset": offset}
+        frame["recovered"] = recovered
+        self.reply_channel.send({"text": json.dumps({RECOVERY_KEY: frame})})
+        if history.recovered:
+            for position, missed in history.messages:
+                self.reply_channel.send({**missed, POSITION_KEY: [history.epoch, position]})
+        return history.epoch, offset
 
     def connect(self, message: Any, **kwargs: Any) -> None:
         """Called on connect; accepts the connection unless overridden."""

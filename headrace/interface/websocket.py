@@ -24,6 +24,11 @@ later client messages are not forwarded. A bad reply (not a dict, unknown keys, 
 and ``bytes``, wrong types, a close code that may not be sent) is logged and dropped, and the
 client gets a 500 (during the handshake) or a 1011 close; the reader stops there. A reply for
 a socket that is already closing or closed is dropped quietly.
+
+Group messages with a position (groups with history), the ``recovery`` control replies of a
+recovering 1.x consumer and the layer's presence events go through
+:class:`~headrace.interface.positions.PositionedReplies` (made on the first one), which stamps,
+holds, orders and deduplicates them (see that module).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from headrace.interface.messages import (
     describe,
     websocket_connect_message,
 )
+from headrace.interface.positions import PositionedReplies, is_special, wants_positions
 
 __all__ = ["WebSocketBridge"]
 
@@ -63,6 +69,7 @@ class WebSocketBridge:
         "muted",
         "path",
         "phase",
+        "positions",
         "receive",
         "reply_channel",
         "scope",
@@ -78,6 +85,7 @@ class WebSocketBridge:
         self.reply_channel = ""
         self.phase = CONNECTING
         self.muted = False
+        self.positions: PositionedReplies | None = None
 
     async def run(self) -> None:
         event = await self.receive()
@@ -89,6 +97,8 @@ class WebSocketBridge:
             logger.exception("Cannot make a reply channel on the channel layer")
             await self._deny(503, b"Service Unavailable\n")
             return
+        if wants_positions(self.scope.get("query_string", b"")):
+            self.positions = PositionedReplies(hold_from_start=True)
         if not await self._send_connect():
             return
         reader = asyncio.get_running_loop().create_task(self._read_replies())
@@ -164,11 +174,24 @@ class WebSocketBridge:
         while self.phase != CLOSED:
             reply = await backend.receive(channel)
             try:
+                if isinstance(reply, dict) and (self.positions is not None or is_special(reply)):
+                    await self._apply_special(reply)
+                    continue
                 await self._apply(check_keys(reply, REPLY_KEYS, "WebSocket reply"))
             except BadReply as exc:
                 logger.error("Bad reply on %s: %s (%s); dropped", channel, exc, describe(reply))
                 await self._fail()
                 return
+
+    async def _apply_special(self, reply: dict[str, Any]) -> None:
+        positions = self.positions
+        if positions is None:
+            positions = self.positions = PositionedReplies()
+        elif not positions.provisional and not is_special(reply):
+            await self._apply(check_keys(reply, REPLY_KEYS, "WebSocket reply"))
+            return
+        for ready in positions.admit(reply):
+            await self._apply(check_keys(ready, REPLY_KEYS, "WebSocket reply"))
 
     async def _apply(self, reply: dict[str, Any]) -> None:
         text, data = reply.get("text"), reply.get("bytes")

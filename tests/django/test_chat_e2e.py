@@ -7,8 +7,6 @@ without them this test FAILS, it never skips.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -18,30 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser_env, require_browser_tools
 from tests.django.chat_site import PASSWORD, USERS, create_users, start_chat_server
-from tests.django.processes import REPO, ServerProcess
+from tests.django.processes import ServerProcess
 
-NODE_MODULES = REPO / ".test-tools" / "node_modules"
 SCRIPT = Path(__file__).parent / "e2e" / "chat_e2e.js"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-
-def require_browser_tools() -> str:
-    node = shutil.which("node")
-    missing = [
-        what
-        for what, present in (
-            ("node", node is not None),
-            (CHROMIUM, Path(CHROMIUM).exists()),
-            (str(NODE_MODULES / "playwright-core"), (NODE_MODULES / "playwright-core").is_dir()),
-        )
-        if not present
-    ]
-    if missing or node is None:
-        pytest.fail(
-            f"browser test tools missing ({', '.join(missing)}): run scripts/install-test-deps"
-        )
-    return node
 
 
 class ForeignPage(BaseHTTPRequestHandler):
@@ -115,7 +94,7 @@ def test_chat_in_a_real_browser(chat_server: ServerProcess, foreign_origin: str)
             carol,
             foreign_origin,
         ],
-        env=dict(os.environ, NODE_PATH=str(NODE_MODULES), CHROMIUM=CHROMIUM),
+        env=browser_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -132,8 +111,21 @@ def test_chat_in_a_real_browser(chat_server: ServerProcess, foreign_origin: str)
     assert report["anonymousHasForm"] is False
     assert report["anonymousLoginHint"] is True
     assert report["anonymousError"] == "Log in to post messages."
-    # A reload renders the persisted history.
-    assert report["bobLogAfterReload"] == conversation
+    # The online lists: who is in the room, logged in or not; another room is separate.
+    assert report["onlineForAlice"] == f"{alice}, {bob}, 1 anonymous"
+    assert report["onlineForCarol"] == carol
+    # bob's socket went away while alice posted twice: the list dropped him; back, his page
+    # reconnected with its position and shows exactly what it missed, once, in order.
+    away = report["away"]
+    assert away["onlineWhileAway"] == f"{alice}, 1 anonymous"
+    assert "positions=" in away["socketUrl"]
+    assert list(json.loads(away["positionsBefore"])) == ["chat.e2e"]
+    missed = [f"{alice}: while bob is away 1", f"{alice}: while bob is away 2"]
+    assert report["bobLogAfterReconnect"] == conversation + missed
+    assert report["onlineAfterReturn"] == f"{alice}, {bob}, 1 anonymous"
+    assert report["onlineAfterBobLeft"] == f"{alice}, 1 anonymous"
+    # A reload renders the persisted history (and the live page had the same lines).
+    assert report["bobLogAfterReload"] == conversation + missed
     # A page on a foreign origin, in the logged-in user's browser, cannot open the socket.
     assert report["foreignOrigin"]["opened"] is False
     assert "WSREJECT /ws/chat/e2e/" in chat_server.log()  # refused by the server, not the browser

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,8 +49,19 @@ def log_in(base: str, username: str) -> str:
         return str(client.cookies["sessionid"])
 
 
-async def next_json(socket: websockets.ClientConnection) -> dict[str, str]:
-    payload: dict[str, str] = json.loads(await asyncio.wait_for(socket.recv(), 10))
+async def next_json(socket: websockets.ClientConnection, positioned: bool = True) -> dict[str, Any]:
+    """The next application frame: the join's presence and recovery frames are skipped, the
+    message id and (when ``positioned``: the layer keeps history) its position, both checked
+    to be there, are left out."""
+    while True:
+        payload: dict[str, Any] = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        if "__presence__" not in payload and "__recovery__" not in payload:
+            break
+    if "message" in payload:
+        assert isinstance(payload.pop("id"), int), payload
+        if positioned:
+            epoch, offset = payload.pop("__position__")
+            assert isinstance(epoch, str) and offset >= 1, payload
     return payload
 
 
@@ -64,7 +76,8 @@ async def test_pages_and_static_client(runserver_chat: ServerProcess) -> None:
     assert room.status_code == 200
     assert 'id="login-required"' in room.text
     assert script.status_code == 200
-    assert "new WebSocket" in script.text
+    assert "new window.channels.WebSocketBridge" in script.text
+    assert "/static/headrace/js/websocketbridge.js" in room.text
     assert bad_room.status_code == 404
     assert 'id="room-name-input"' in index.text
     assert 'name="password1"' in signup.text

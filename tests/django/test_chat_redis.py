@@ -8,9 +8,10 @@ from pathlib import Path
 
 import websockets
 
+from headrace.layers.redis import RedisChannelLayer
 from tests.conftest import require_service
 from tests.django.chat_site import create_users, start_chat_server
-from tests.django.test_chat_example import log_in
+from tests.django.test_chat_example import log_in, next_json
 
 HEADRACE = ["-m", "headrace", "-b", "127.0.0.1", "-p", "{port}", "chatsite.asgi:application"]
 
@@ -40,7 +41,8 @@ async def test_message_crosses_processes(tmp_path: Path) -> None:
                 ) as poster,
             ):
                 await poster.send(json.dumps({"message": "across processes"}))
-                received = json.loads(await asyncio.wait_for(listener.recv(), 10))
+                positioned = "history" in RedisChannelLayer.extensions
+                received = await next_json(listener, positioned=positioned)
             assert received == {"message": "across processes", "user": "alice"}
         finally:
             second.stop()

@@ -6,18 +6,13 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { chromium } = require('playwright-core');
+const { launchPersistent } = require(path.join(__dirname, '..', 'browser.js'));
 
 (async () => {
   const base = process.argv[2];
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'headrace-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    ignoreHTTPSErrors: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync',
-           '--ignore-certificate-errors'],
+  const context = await launchPersistent(profile, {
+    ignoreHTTPSErrors: true, args: ['--ignore-certificate-errors'],
   });
   const report = {};
   try {

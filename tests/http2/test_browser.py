@@ -6,19 +6,16 @@ Required test: it fails (never skips) when Chromium or playwright-core is missin
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import trustme
 
 from headrace._types import Receive, Scope, Send
 from headrace.server.endpoints import TLSFiles
+from tests.browser import browser_env, require_browser_tools
 
 from .support import run_process, serve
 
-REPO = Path(__file__).resolve().parents[2]
-NODE_MODULES = REPO / ".test-tools" / "node_modules"
 SCRIPT = Path(__file__).with_name("browser_h2.js")
 PAGE = b"<!doctype html><title>headrace h2</title><p>hello</p>"
 WEBSOCKET_VERSIONS: list[str] = []
@@ -56,18 +53,8 @@ async def site(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def browser_tools() -> tuple[str, dict[str, str]]:
-    """The node binary and the environment for the browser script (asserting both exist)."""
-    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(chromium).exists(), "Chromium is required: apt-get install -y chromium"
-    assert (NODE_MODULES / "playwright-core").is_dir(), "run scripts/install-test-deps"
-    node = shutil.which("node")
-    assert node is not None, "node is required"
-    return node, {**os.environ, "NODE_PATH": str(NODE_MODULES), "CHROMIUM": chromium}
-
-
 async def test_chromium_negotiates_h2_and_websocket_echo_works(tmp_path: Path) -> None:
-    node, environment = browser_tools()
+    node, environment = require_browser_tools(), browser_env()
     authority = trustme.CA()
     leaf = authority.issue_cert("localhost", "127.0.0.1")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

@@ -6,16 +6,11 @@
 // Talks to the pytest side over stdin/stdout lines: prints "STOP" and waits for "STOPPED" (the server is down),
 // prints "START" and waits for "STARTED" (a new server process is up on the same port). The last stdout line is
 // ONE JSON object with what the page observed; pytest asserts on it. Every wait is bounded.
-const { chromium } = require('playwright-core');
-const readline = require('readline');
+const path = require('path');
+const { launchPersistent, asker } = require(path.join(__dirname, '..', 'browser.js'));
 
 const WAIT = { timeout: 20000 };
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const lines = readline.createInterface({ input: process.stdin });
-const pending = [];
-lines.on('line', (line) => { const next = pending.shift(); if (next) next(line.trim()); });
-const ask = (word) => new Promise((resolve) => { pending.push(resolve); console.log(word); });
+const ask = asker();
 
 async function openBridge(page, base, mode) {
   await page.goto(`${base}/bridge/${mode}/`, WAIT);
@@ -42,9 +37,7 @@ const waitCount = (page, key, n) => page.waitForFunction(([k, m]) => window.seen
 async function main() {
   const [base, profile] = process.argv.slice(2);
   const report = {};
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: FLAGS,
-  });
+  const context = await launchPersistent(profile);
   try {
     const page = await context.newPage();
     await openBridge(page, base, 'classic');
@@ -96,7 +89,7 @@ async function main() {
     await context.close();
   }
   console.log(JSON.stringify(report));
-  lines.close();
+  ask.close();
 }
 
 main();

@@ -8,15 +8,14 @@ FAILS, it never skips.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.browser import browser_env, require_browser_tools
 from tests.conftest import free_port
 from tests.django.processes import REPO, ServerProcess
-from tests.live._browser import CHROMIUM, NODE_MODULES, require_browser_tools
 from tests.live._site import Site
 
 SCRIPT = Path(__file__).with_name("bridge_e2e.js")
@@ -42,7 +41,7 @@ def test_bridge_in_chromium_survives_a_server_restart(tmp_path: Path) -> None:
     server = runserver(site, port)
     browser = subprocess.Popen(
         [node, str(SCRIPT), f"http://127.0.0.1:{port}", str(tmp_path / "profile")],
-        env={**os.environ, "NODE_PATH": str(NODE_MODULES), "CHROMIUM": CHROMIUM},
+        env=browser_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -94,7 +93,7 @@ def test_bridge_in_chromium_survives_a_server_restart(tmp_path: Path) -> None:
     assert report["refusals"] == {
         "queueFull": "WebSocketBridge: 2 frames already queued while disconnected",
         "unknownEvent": 'WebSocketBridge: unknown event "opened" '
-        "(one of open, close, reconnecting, reconnect, error, message)",
+        "(one of open, close, reconnecting, reconnect, error, message, recovery, presence)",
         "queued": 2,
     }
 

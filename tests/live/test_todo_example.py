@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser_env, require_browser_tools
 from tests.conftest import require_service
 from tests.django.processes import REPO, start_server
-from tests.live._browser import CHROMIUM, NODE_MODULES, require_browser_tools
 
 TODO_DIR = REPO / "examples" / "todo"
 SCRIPT = Path(__file__).with_name("todo_e2e.js")
@@ -54,7 +54,7 @@ def test_two_browsers_watch_one_list(tmp_path: Path) -> None:
     )
     browser = subprocess.Popen(
         [node, str(SCRIPT), f"http://127.0.0.1:{server.port}", str(tmp_path / "profile")],
-        env={**os.environ, "NODE_PATH": str(NODE_MODULES), "CHROMIUM": CHROMIUM},
+        env=browser_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -5,16 +5,11 @@
 //
 // Prints "SHELL" and waits for "DONE" on stdin while pytest creates a task from another process (manage.py
 // shell). The last stdout line is ONE JSON object with what each browser shows. Every wait is bounded.
-const { chromium } = require('playwright-core');
-const readline = require('readline');
+const path = require('path');
+const { launchPersistent, asker } = require(path.join(__dirname, '..', 'browser.js'));
 
 const WAIT = { timeout: 20000 };
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const lines = readline.createInterface({ input: process.stdin });
-const pending = [];
-lines.on('line', (line) => { const next = pending.shift(); if (next) next(line.trim()); });
-const ask = (word) => new Promise((resolve) => { pending.push(resolve); console.log(word); });
+const ask = asker();
 
 const titleSelector = (title) => `xpath=//li[span[@class="title" and text()="${title}"]]`;
 const tasks = (page) => page.$$eval('#tasks li', (items) => items.map((li) => ({
@@ -32,9 +27,7 @@ async function main() {
   const [base, profile] = process.argv.slice(2);
   const report = {};
   // Two browser processes, each with its own profile: nothing is shared but the server.
-  const launch = (name) => chromium.launchPersistentContext(`${profile}/${name}`, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: FLAGS,
-  });
+  const launch = (name) => launchPersistent(`${profile}/${name}`);
   const contexts = [await launch('alice'), await launch('bob')];
   try {
     const alice = await open(contexts[0], base);
@@ -63,7 +56,7 @@ async function main() {
     await Promise.all(contexts.map((context) => context.close()));
   }
   console.log(JSON.stringify(report));
-  lines.close();
+  ask.close();
 }
 
 main();

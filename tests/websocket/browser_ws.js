@@ -7,18 +7,11 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { chromium } = require('playwright-core');
+const { launchPersistent } = require(path.join(__dirname, '..', 'browser.js'));
 
 const WAIT_MS = 10000;
 
-async function launch(profile) {
-  return chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-}
+const launch = (profile) => launchPersistent(profile);
 
 async function pageAndFetch(page, pageUrl) {
   const response = await page.goto(pageUrl);

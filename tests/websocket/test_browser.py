@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser import browser_env, require_browser_tools
 from tests.websocket._support import echo_app, serve
 
-ROOT = Path(__file__).resolve().parents[2]
-NODE_MODULES = ROOT / ".test-tools" / "node_modules"
 SCRIPT = Path(__file__).with_name("browser_ws.js")
 
 
@@ -44,38 +41,16 @@ async def page_and_echo_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body or b"page"})
 
 
-def _tools() -> tuple[str, str]:
-    node = shutil.which("node")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    missing = [
-        name
-        for name, present in (
-            ("node", node),
-            ("chromium", chromium),
-            (
-                "playwright-core (run scripts/install-test-deps)",
-                (NODE_MODULES / "playwright-core").is_dir(),
-            ),
-            (f"browser script {SCRIPT}", SCRIPT.is_file()),
-        )
-        if not present
-    ]
-    if missing:
-        pytest.fail("browser test tools missing: " + ", ".join(missing))
-    assert node is not None and chromium is not None
-    return node, chromium
-
-
 @pytest.mark.timeout(90)
 async def test_chromium_echo_with_deflate() -> None:
-    node, chromium = _tools()
+    node = require_browser_tools()
     async with serve(page_and_echo_app) as (port, _):
         process = await asyncio.create_subprocess_exec(
             node,
             str(SCRIPT),
             f"http://127.0.0.1:{port}/",
             f"ws://127.0.0.1:{port}/",
-            env={**os.environ, "NODE_PATH": str(NODE_MODULES), "CHROMIUM": chromium},
+            env=browser_env(),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

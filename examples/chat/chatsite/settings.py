@@ -64,13 +64,25 @@ TEMPLATES = [
 ASGI_APPLICATION = "chatsite.asgi.application"
 
 _redis_url = os.environ.get("CHAT_REDIS_URL")
-CHANNEL_LAYERS = {
-    "default": (
-        {"BACKEND": "headrace.layers.redis.RedisChannelLayer", "CONFIG": {"hosts": [_redis_url]}}
-        if _redis_url
-        else {"BACKEND": "headrace.layers.InMemoryChannelLayer"}
-    )
+# Each room's group keeps its last 200 messages for 10 minutes (a client that reconnects gets
+# what it missed) and knows who is online (presence, with join/leave events).
+_ROOM_FEATURES = {
+    "history": {"chat.*": {"size": 200, "ttl": 600}},
+    "presence": {"chat.*": {"ttl": 30, "events": True}},
 }
+if _redis_url:
+    from headrace.layers.redis import RedisChannelLayer
+
+    _config: dict[str, object] = {"hosts": [_redis_url]}
+    # Until the Redis layer has history and presence, the chat runs without them there.
+    _config.update((k, v) for k, v in _ROOM_FEATURES.items() if k in RedisChannelLayer.extensions)
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "headrace.layers.redis.RedisChannelLayer", "CONFIG": _config}
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "headrace.layers.InMemoryChannelLayer", "CONFIG": _ROOM_FEATURES}
+    }
 
 DATABASES = {
     "default": {

@@ -7,37 +7,16 @@ them); without them this test FAILS, it never skips."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.channels1.api.processes import REPO, ExampleSite
+from tests.browser import browser_env, require_browser_tools
+from tests.channels1.api.processes import ExampleSite
 
-NODE_MODULES = REPO / ".test-tools" / "node_modules"
 SCRIPT = Path(__file__).parent / "e2e" / "room_e2e.js"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-
-def browser_tools() -> str:
-    node = shutil.which("node")
-    missing = [
-        what
-        for what, present in (
-            ("node", node is not None),
-            (CHROMIUM, Path(CHROMIUM).exists()),
-            ("playwright-core", (NODE_MODULES / "playwright-core").is_dir()),
-        )
-        if not present
-    ]
-    if missing or node is None:
-        pytest.fail(
-            f"browser test tools missing ({', '.join(missing)}): run scripts/install-test-deps"
-        )
-    return node
 
 
 @pytest.fixture
@@ -54,11 +33,11 @@ def site() -> Iterator[ExampleSite]:
 
 
 def test_room_page_in_chromium(site: ExampleSite, tmp_path: Path) -> None:
-    node = browser_tools()
+    node = require_browser_tools()
     screenshot = tmp_path / "room.png"
     result = subprocess.run(
         [node, str(SCRIPT), site.url, "mallory", "browser-pass-1", str(screenshot)],
-        env=dict(os.environ, NODE_PATH=str(NODE_MODULES), CHROMIUM=CHROMIUM),
+        env=browser_env(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -15,7 +15,19 @@
  * opens. send() while the socket is not open queues the frame (at most maxQueue; beyond that it throws, it
  * never drops silently); the queue is sent in order as soon as a socket opens, before the "open" event.
  * Events (addEventListener/removeEventListener): "open", "close" (the CloseEvent), "reconnecting"
- * ({attempt, delay}), "reconnect" (a socket opened again after a loss), "error", "message" (every parsed frame).
+ * ({attempt, delay}), "reconnect" (a socket opened again after a loss), "error", "message" (every parsed frame),
+ * "recovery" and "presence" (below).
+ *
+ * Recovery and presence (a server consumer built on headrace.generic.recovery). A frame carrying
+ * "__position__": [epoch, offset] is a group message; the bridge keeps the newest position per group in
+ * bridge.positions ({group: [epoch, offset]}; options.positions seeds it, e.g. from the page that rendered the
+ * state) and opens every socket with "?positions=<URL-encoded JSON of it>" ("{}" at first: a Channels-1
+ * interface server then holds group messages until the worker has sent the missed ones), so the server
+ * resends exactly what was missed. A {"__recovery__": {group, epoch, offset, recovered}} frame ends each join: it fixes the group's
+ * position and is emitted as "recovery" (recovered false: the server no longer has what was missed, reload
+ * the state). {"__presence__": {group, event, ...}} frames ("members", then "join"/"leave") keep
+ * bridge.presence[group] = {channel: info} and are emitted as "presence" ({group, event, channel, info,
+ * members}). Neither control frame reaches listen() or a stream handler.
  * No dependencies; plain ES2017, valid both as a classic script and as a module.
  */
 (function (root) {
@@ -28,8 +40,12 @@
     jitter: 0.5, // up to this fraction of each delay is removed at random
     maxQueue: 1000, // frames kept while disconnected
     reconnect: true, // false: a lost socket stays closed
+    positions: null, // {group: [epoch, offset]} to resume from on the first connect
   };
-  var EVENTS = ['open', 'close', 'reconnecting', 'reconnect', 'error', 'message'];
+  var EVENTS = ['open', 'close', 'reconnecting', 'reconnect', 'error', 'message', 'recovery', 'presence'];
+  var POSITION = '__position__';
+  var RECOVERY = '__recovery__';
+  var PRESENCE = '__presence__';
 
   function resolveUrl(url, location) {
     var scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
@@ -40,6 +56,13 @@
       return scheme + location.host + url;
     }
     return url;
+  }
+
+  function withPositions(url, positions) {
+    var hash = url.indexOf('#');
+    var base = hash >= 0 ? url.slice(0, hash) : url;
+    var query = 'positions=' + encodeURIComponent(JSON.stringify(positions));
+    return base + (base.indexOf('?') >= 0 ? '&' : '?') + query + (hash >= 0 ? url.slice(hash) : '');
   }
 
   function backoff(options, attempt) {
@@ -56,6 +79,9 @@
       this.queue = [];
       this.url = null;
       this.protocols = undefined;
+      this.positions = Object.assign({}, this.options.positions || {});
+      this.presence = {};
+      this._epochs = {}; // epoch -> group
       this._listeners = {};
       EVENTS.forEach(function (name) { this._listeners[name] = []; }, this);
       this._attempt = 0;
@@ -132,7 +158,8 @@
     }
 
     _open() {
-      var socket = this.protocols ? new root.WebSocket(this.url, this.protocols) : new root.WebSocket(this.url);
+      var url = withPositions(this.url, this.positions);
+      var socket = this.protocols ? new root.WebSocket(url, this.protocols) : new root.WebSocket(url);
       this.socket = socket;
       socket.onopen = this._onOpen.bind(this, socket);
       socket.onmessage = this._onMessage.bind(this);
@@ -162,12 +189,62 @@
         return;
       }
       this._emit('message', message);
+      if (message && typeof message === 'object' && this._control(message)) {
+        return;
+      }
       var handler = message && typeof message === 'object' ? this.streams[message.stream] : undefined;
       if (handler && Object.prototype.hasOwnProperty.call(this.streams, message.stream)) {
         handler(message.payload, message.stream);
       } else if (this.defaultHandler) {
         this.defaultHandler(message, null);
       }
+    }
+
+    _control(message) {
+      if (message[RECOVERY]) {
+        var recovery = message[RECOVERY];
+        this._epochs[recovery.epoch] = recovery.group;
+        this.positions[recovery.group] = [recovery.epoch, recovery.offset];
+        this._emit('recovery', recovery);
+        return true;
+      }
+      if (message[PRESENCE]) {
+        this._presence(message[PRESENCE]);
+        return true;
+      }
+      var position = message[POSITION];
+      if (Array.isArray(position)) {
+        this._advance(position[0], position[1]);
+      }
+      return false;
+    }
+
+    _advance(epoch, offset) {
+      var group = this._epochs[epoch];
+      if (group === undefined) {
+        // A replayed frame comes before its join's recovery frame: its epoch is the one we asked from.
+        group = Object.keys(this.positions).find(function (name) { return this.positions[name][0] === epoch; }, this);
+      }
+      if (group !== undefined) {
+        var known = this.positions[group];
+        if (!known || known[0] !== epoch || known[1] < offset) {
+          this.positions[group] = [epoch, offset];
+        }
+      }
+    }
+
+    _presence(event) {
+      var group = event.group;
+      var members = event.event === 'members' ? Object.assign({}, event.members) : this.presence[group] || {};
+      if (event.event === 'join') {
+        members[event.channel] = event.info;
+      } else if (event.event === 'leave') {
+        delete members[event.channel];
+      }
+      this.presence[group] = members;
+      this._emit('presence', {
+        group: group, event: event.event, channel: event.channel, info: event.info, members: members,
+      });
     }
 
     _onClose(socket, event) {
@@ -187,6 +264,7 @@
 
   WebSocketBridge.resolveUrl = resolveUrl;
   WebSocketBridge.backoff = backoff;
+  WebSocketBridge.withPositions = withPositions;
   WebSocketBridge.DEFAULTS = DEFAULTS;
 
   root.channels = root.channels || {};

@@ -7,11 +7,10 @@
 // room. Both post; each page must show both lines live (WebSocket through the interface server,
 // the workers' consumers, the chat-messages channel and the room group). A reload of the user's
 // page must show both lines again from the saved history. Prints ONE JSON object.
-const { chromium } = require('playwright-core');
+const path = require('path');
+const { launch } = require(path.join(__dirname, '..', '..', '..', 'browser.js'));
 
 const WAIT = { timeout: 15000 };
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 const lines = (page, kind) => page.$$eval(`#log li.${kind}`, (items) => items.map((li) => li.textContent));
 
@@ -33,7 +32,7 @@ async function say(page, text) {
 
 async function main() {
   const [base, user, password, screenshot] = process.argv.slice(2);
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: FLAGS });
+  const browser = await launch();
   const report = {};
   try {
     const member = await (await browser.newContext()).newPage();
