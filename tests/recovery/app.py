@@ -4,7 +4,8 @@
 consumer joins group ``room.<room>`` with recovery and presence (the name comes from the
 ``name`` query parameter), and ``POST /publish/<room>/<count>/`` which sends ``count``
 messages ``{"n": 1..count, "batch": <body>}`` to the group, one after the other. The layer is
-in-memory (the default) or IPC (``RECOVERY_LAYER=ipc`` with ``RECOVERY_IPC_PREFIX``);
+in-memory (the default), IPC or Redis (``RECOVERY_LAYER=ipc`` or ``redis``, with
+``RECOVERY_IPC_PREFIX`` as the hub's or the keys' prefix);
 ``RECOVERY_LAYER=memory-slow-join`` is the in-memory layer with a networked layer's delay
 after each ``group_add``, so live messages reach a joining consumer before it reads the history
 (the in-memory layer alone never yields in between). ``RECOVERY_BENCH=1`` (the benchmark):
@@ -44,6 +45,10 @@ def layer_settings() -> dict[str, Any]:
     if kind == "ipc":
         config = {"prefix": os.environ["RECOVERY_IPC_PREFIX"], **FEATURES}
         return {"BACKEND": "headrace.layers.ipc.IPCChannelLayer", "CONFIG": config}
+    if kind == "redis":
+        config = {"hosts": [("127.0.0.1", 6379)], "prefix": os.environ["RECOVERY_IPC_PREFIX"]}
+        config.update(FEATURES)
+        return {"BACKEND": "headrace.layers.redis.RedisChannelLayer", "CONFIG": config}
     if kind == "memory-slow-join":
         return {"BACKEND": "tests.recovery.app.SlowJoinLayer", "CONFIG": FEATURES}
     return {"BACKEND": "headrace.layers.InMemoryChannelLayer", "CONFIG": FEATURES}

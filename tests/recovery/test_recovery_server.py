@@ -17,13 +17,16 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.conftest import require_service
 from tests.django.processes import ServerProcess, start_server
 
 DEADLINE = 60.0
 
 
-@pytest.fixture(params=["memory", "memory-slow-join", "ipc"])
+@pytest.fixture(params=["memory", "memory-slow-join", "ipc", "redis"])
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    if request.param == "redis":
+        require_service("Redis", "127.0.0.1", 6379)
     env = {"RECOVERY_LAYER": request.param, "RECOVERY_IPC_PREFIX": f"rec-{uuid.uuid4().hex[:8]}"}
     process = start_server(
         lambda port: ["-m", "headrace", "-b", "127.0.0.1", "-p", str(port), APP], env=env
