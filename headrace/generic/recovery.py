@@ -280,10 +280,9 @@ class RecoveringJsonWebsocketConsumer(AsyncJsonWebsocketConsumer):
     async def _forward_presence_event(self, kind: str, event: Message) -> None:
         if not self.forward_presence:
             return
-        group = event.get("group")
-        if group is None and len(self._joined) == 1:
-            group = self._joined[0]  # the layer's events do not name the group
-        await self._send_presence(group, kind, channel=event["channel"], info=event["info"])
+        await self._send_presence(
+            event.get("group"), kind, channel=event["channel"], info=event["info"]
+        )
 
     async def _send_presence(self, group: str | None, kind: str, **fields: Any) -> None:
         await super().send_json({PRESENCE_KEY: {"group": group, "event": kind, **fields}})

@@ -23,8 +23,7 @@ gets group messages through its own inbox), so the hold cannot start with a mess
 A positioned text reply whose text is a JSON object gets ``"__position__": [epoch, offset]``
 as its first member (spliced in, the text is not parsed), so the client can resume from it.
 A ``presence.join`` / ``presence.leave`` message of the layer becomes the text frame
-``{"__presence__": {"group": null, "event": "join" | "leave", "channel", "info"}}`` (the layer's
-events do not name their group).
+``{"__presence__": {"group", "event": "join" | "leave", "channel", "info"}}``.
 """
 
 from __future__ import annotations
@@ -57,7 +56,7 @@ def is_special(reply: dict[str, Any]) -> bool:
 def presence_frame(event: dict[str, Any]) -> dict[str, Any]:
     kind = PRESENCE_TYPES[event["type"]]
     body = {
-        "group": None,
+        "group": event.get("group"),
         "event": kind,
         "channel": event.get("channel"),
         "info": event.get("info"),

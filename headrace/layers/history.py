@@ -128,9 +128,10 @@ def new_epoch() -> str:
     return secrets.token_hex(8)
 
 
-def presence_event(kind: str, channel: str, info: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``presence.join`` / ``presence.leave`` message for ``channel``."""
-    return {"type": kind, "channel": channel, "info": dict(info)}
+def presence_event(kind: str, group: str, channel: str, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``presence.join`` / ``presence.leave`` message for ``channel`` in ``group`` (named, so
+    a member of several presence groups can tell whose roster changed)."""
+    return {"type": kind, "group": group, "channel": channel, "info": dict(info)}
 
 
 def recovered_since(since: Position | None, epoch: str, newest: int, oldest_kept: int) -> bool:

@@ -353,7 +353,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         roster[channel] = (info, now)
         if joined and settings.events:
             self._fan_out(
-                list(self.groups[group]), presence_event(PRESENCE_JOIN, channel, info), now
+                list(self.groups[group]), presence_event(PRESENCE_JOIN, group, channel, info), now
             )
 
     async def group_discard(self, group: str, channel: str) -> None:
@@ -382,7 +382,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         settings = self.group_features.presence_of(group)
         remaining = self.groups.get(group)
         if settings is not None and settings.events and remaining:
-            leave = presence_event(PRESENCE_LEAVE, channel, entry[0])
+            leave = presence_event(PRESENCE_LEAVE, group, channel, entry[0])
             self._fan_out(list(remaining), leave, time.monotonic())
 
     async def group_send(self, group: str, message: LayerMessage) -> Position | None:

@@ -476,10 +476,20 @@ class HistoryPresenceConformance:
             group = _unique("pres")
             first, second = await one.new_channel(), await two.new_channel()
             await one.group_add(group, first, {"user": "ann"})
-            join_first = {"type": "presence.join", "channel": first, "info": {"user": "ann"}}
+            join_first = {
+                "type": "presence.join",
+                "group": group,
+                "channel": first,
+                "info": {"user": "ann"},
+            }
             assert await self.receive(one, first) == join_first
             await two.group_add(group, second, {"user": "bob"})
-            join_second = {"type": "presence.join", "channel": second, "info": {"user": "bob"}}
+            join_second = {
+                "type": "presence.join",
+                "group": group,
+                "channel": second,
+                "info": {"user": "bob"},
+            }
             assert await self.receive(one, first) == join_second
             assert await self.receive(two, second) == join_second
             await two.group_add(group, second, {"user": "bob", "status": "away"})  # no new join
@@ -487,6 +497,7 @@ class HistoryPresenceConformance:
             await one.group_discard(group, second)
             leave = {
                 "type": "presence.leave",
+                "group": group,
                 "channel": second,
                 "info": {"user": "bob", "status": "away"},
             }
@@ -596,7 +607,13 @@ class HistoryPresenceConformance:
                 leaves = await self._leaves_of(watching, group, watcher, gone)
             finally:
                 keeping.cancel()
-            assert leaves == [{"type": "presence.leave", "channel": gone, "info": {"role": "gone"}}]
+            leave = {
+                "type": "presence.leave",
+                "group": group,
+                "channel": gone,
+                "info": {"role": "gone"},
+            }
+            assert leaves == [leave]
 
     async def _keep_adding(self, layer: BaseChannelLayer, group: str, channel: str) -> None:
         """Renew ``channel`` often when it shares the layer whose heartbeat was stopped."""

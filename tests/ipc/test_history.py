@@ -70,7 +70,12 @@ async def test_killed_member_process_leaves_within_ttl(hub_path: str) -> None:
     await next_event(layer, watcher, "presence.join")
     async with presence_member(hub_path, "doomed") as (process, doomed):
         joined = await next_event(layer, watcher, "presence.join")
-        assert joined == {"type": "presence.join", "channel": doomed, "info": {"name": "doomed"}}
+        assert joined == {
+            "type": "presence.join",
+            "group": GROUP,
+            "channel": doomed,
+            "info": {"name": "doomed"},
+        }
         assert (await layer.group_presence(GROUP))[doomed] == {"name": "doomed"}
         sent: list[Position] = []
 
@@ -92,7 +97,12 @@ async def test_killed_member_process_leaves_within_ttl(hub_path: str) -> None:
             streaming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await streaming
-    assert leave == {"type": "presence.leave", "channel": doomed, "info": {"name": "doomed"}}
+    assert leave == {
+        "type": "presence.leave",
+        "group": GROUP,
+        "channel": doomed,
+        "info": {"name": "doomed"},
+    }
     assert await layer.group_presence(GROUP) == {watcher: {"name": "watcher"}}
     assert await layer.group_presence_count(GROUP) == 1
     offsets = [position.offset for position in sent]

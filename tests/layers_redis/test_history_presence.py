@@ -112,7 +112,12 @@ async def test_presence_join_update_leave(layers: list[RedisChannelLayer]) -> No
     await second.group_add("room.c", theirs, {"name": "bob"})
     for layer, channel in ((first, mine), (second, theirs)):
         joined = await receive_type(layer, channel, "presence.join")
-        assert joined == {"type": "presence.join", "channel": theirs, "info": {"name": "bob"}}
+        assert joined == {
+            "type": "presence.join",
+            "group": "room.c",
+            "channel": theirs,
+            "info": {"name": "bob"},
+        }
     await second.group_add("room.c", theirs, {"name": "bob", "away": True})
     assert await first.group_presence("room.c") == {
         mine: {"name": "ann"},
@@ -123,6 +128,7 @@ async def test_presence_join_update_leave(layers: list[RedisChannelLayer]) -> No
     left = await receive_type(first, mine, "presence.leave")
     assert left == {
         "type": "presence.leave",
+        "group": "room.c",
         "channel": theirs,
         "info": {"name": "bob", "away": True},
     }
@@ -208,7 +214,12 @@ async def test_killed_member_process_leaves_within_ttl(system_redis: tuple[str, 
         member.send_signal(signal.SIGKILL)
         await asyncio.wait_for(member.wait(), DEADLINE)
         left = await receive_type(layer, watcher, "presence.leave")
-        assert left == {"type": "presence.leave", "channel": child, "info": {"pid": "child"}}
+        assert left == {
+            "type": "presence.leave",
+            "group": "room.g",
+            "channel": child,
+            "info": {"pid": "child"},
+        }
         assert await layer.group_presence("room.g") == {watcher: {}}
     finally:
         if member.returncode is None:

@@ -442,7 +442,7 @@ class HubState:
     ) -> None:
         members = self.groups.get(group)
         if members:
-            payload = encode_message(presence_event(kind, channel, info))
+            payload = encode_message(presence_event(kind, group, channel, info))
             self._fan_out(members, payload, time.time() + profile.expiry, profile.rules)
 
     def beat(self, client_id: str) -> None:

@@ -205,8 +205,8 @@ class GroupFeatureStore:
         now = now_ms()
         member_info = dict(info or {})
         serialize = self.layer.serializer.serialize
-        leave = serialize(presence_event(PRESENCE_LEAVE, channel, member_info))
-        join = serialize(presence_event(PRESENCE_JOIN, channel, member_info))
+        leave = serialize(presence_event(PRESENCE_LEAVE, group, channel, member_info))
+        join = serialize(presence_event(PRESENCE_JOIN, group, channel, member_info))
         args: Args = [now, max(1, int(self.layer.group_expiry * 1000)), base, group]
         args += [self._home_tag(group, channel), channel, self.layer.get_capacity(channel)]
         args += [_ms(presence.ttl) if presence else 0, leave, _flag(presence)]
