@@ -15,7 +15,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from headrace import asgi
-from headrace.exceptions import ChannelFull, ConfigError, InvalidChannelLayerError
+from headrace.exceptions import ChannelFull, InvalidChannelLayerError
 from headrace.layers import channel_layers
 from headrace.layers.rabbitmq import RabbitMQChannelLayer, RabbitMQUnavailable
 from tests.conftest import free_port
@@ -349,12 +349,3 @@ async def test_unreachable_broker_is_a_connection_error() -> None:
             await layer.send("nowhere", {"type": "m"})
     finally:
         await layer.close()
-
-
-@pytest.mark.parametrize(
-    ("option", "value"),
-    [("history", {"chat.*": {"size": 10, "ttl": 60}}), ("presence", {"chat.*": {"ttl": 30}})],
-)
-def test_history_and_presence_are_refused(option: str, value: Any) -> None:
-    with pytest.raises(ConfigError, match=f"RabbitMQChannelLayer does not support the '{option}'"):
-        RabbitMQChannelLayer(**{option: value})

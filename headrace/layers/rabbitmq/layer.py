@@ -728,15 +728,21 @@ class _Bridge:
 
 
 def _refuse_group_features(config: Mapping[str, Any]) -> None:
-    """History and presence need the broker to number a group's messages and deliver the
-    numbered copies in one step; a publish to the groups exchange gets no sequence number back
-    (a stream queue numbers messages, but only its consumers learn the offset)."""
+    """History needs one place that numbers a group's messages and that every process can read
+    up to its newest offset; presence needs a roster every process reads as the last
+    ``group_add`` left it. RabbitMQ 3.10 over AMQP 0-9-1 offers neither: a stream queue numbers
+    messages, but only its consumers see the offsets and nobody can learn its newest one (a
+    passive declare reports 0 messages, ``basic.get`` is refused), so a read cannot tell when
+    it has everything sent before it; a marker to read up to would take an offset itself. See
+    docs/history-presence-backends.md, "RabbitMQ", for the measurements and what would work."""
     for option in ("history", "presence"):
         if config.get(option):
             raise ConfigError(
-                f"RabbitMQChannelLayer does not support the {option!r} option: RabbitMQ cannot "
-                "number a group's messages and deliver them in one step; use the Redis, IPC or "
-                "in-memory layer for groups with history or presence"
+                f"RabbitMQChannelLayer does not support the {option!r} option: over AMQP 0-9-1 "
+                "no process can learn a stream's newest offset (or read a roster as another "
+                "process left it), so a read could miss what was sent before it; use the Redis, "
+                "IPC or in-memory layer for groups with history or presence (see "
+                "docs/history-presence-backends.md)"
             )
 
 
