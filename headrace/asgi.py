@@ -22,7 +22,8 @@ thread does not exist in the child) and drops what the parent had buffered.
 
 *Receiving from several channels* (:func:`receive_first`, which the Channels-1 worker's threads
 use too). A backend that can take one message from any of several channels in one call
-(``receive_any(names)``: the Redis layer's single ``BLPOP`` over their lists) does so. The
+(``receive_any(names)``: the Redis layer's single ``BLPOP`` over their lists, the IPC layer's
+single RECEIVE_ANY request parked at its hub) does so. The
 others receive one channel at a time, so ``receive(channels)`` starts one backend receive per
 channel (in random order, so a busy channel cannot starve a quiet one), takes the first message,
 and cancels the others. The backends never lose a message to a cancelled receive; a receive
@@ -713,8 +714,8 @@ async def receive_first(
 ) -> tuple[str, Message] | tuple[None, None]:
     """The next message on any of ``names`` (ASGI name -> backend name) as ``(ASGI name,
     message)``, or ``(None, None)`` after ``patience`` seconds (``None``: wait on). A stashed
-    message comes first; a backend with ``receive_any`` (one blocking pop over every channel,
-    Redis) is asked next; otherwise one backend receive per channel races (module docs)."""
+    message comes first; a backend with ``receive_any`` (one blocking pop over every channel:
+    Redis, IPC) is asked next; otherwise one backend receive per channel races (module docs)."""
     stashed = stash.take(names)
     if stashed is not None:
         return stashed

@@ -13,11 +13,12 @@ So a message costs no thread hand-off at all, and the consumer runs where synchr
 welcome (Django's ORM refuses to run inside a running loop). ``receive_first``
 (:mod:`headrace.asgi`) takes one message from any of the worker's channels of the **async**
 backend under the layer's Channels-1 view; the Redis layer does it with ONE blocking pop over
-every channel's list (``receive_any``), other backends race one receive per channel and keep a
-straggler's message in the thread's stash. Normal channels such as ``websocket.receive`` are
-shared fairly by every worker process. Each message becomes a
-:class:`~headrace.message.Message`, the layer's :class:`~headrace.routing.Router` picks
-``(consumer, kwargs)``, and ``consumer(message, **kwargs)`` runs inside
+every channel's list and the IPC layer with ONE request parked at its hub (``receive_any``),
+other backends race one receive per channel and keep a straggler's message in the thread's
+stash. Normal channels such as ``websocket.receive`` are shared fairly by every worker process.
+Each message becomes a :class:`~headrace.message.Message`, the layer's
+:class:`~headrace.routing.Router` picks ``(consumer, kwargs)``, and
+``consumer(message, **kwargs)`` runs inside
 :func:`~headrace.channel.recorded_sends`: its sends (unless ``immediately=True``) are recorded,
 and once it returns (or raises, as in 1.x) the thread's loop performs them in order, awaiting
 the async backend directly. An ``http.request`` that no route claims goes to the Django view

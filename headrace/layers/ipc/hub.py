@@ -35,6 +35,14 @@ client's HELLO (its ``capacity``/``channel_capacity``), so ``group_send`` applie
 rules to every member, and a full member is skipped. A client that disconnects loses its parked
 receives; its group memberships stay until they expire, like with Redis.
 
+Receiving from any of several channels (protocol 5). RECEIVE_ANY takes the first queued message
+of its channels, looked at in the order the client gave (the client shuffles them per call, so a
+busy channel cannot starve a quiet one); with nothing queued it parks in the line of EVERY one of
+its channels under its one request id (``HubConnection.any_waits`` remembers which). The first
+message of any of them takes it out of all those lines at once and answers it, with the channel,
+in a frame of its own; CANCEL withdraws it from every line. So exactly one message answers it,
+and a cancelled one either got nothing or has its message pushed back by the client.
+
 Watched channels (protocol 3). A process-local (``!``) channel has one receiving process, so
 its client WATCHes it once instead of parking a receive per message: the hub records
 ``channel -> (connection, watch id)``, hands over whatever was queued, and from then on PUSHes
@@ -253,9 +261,53 @@ class HubState:
         self.waiters.setdefault(channel, deque()).append((connection, request_id))
         connection.park(channel)
 
+    def receive_any(self, channels: list[str], connection: HubConnection, request_id: int) -> None:
+        """Answer with the first queued message of ``channels`` (in their order), else park
+        one receive in the line of each of them (module docs)."""
+        if not channels or not all(type(channel) is str for channel in channels):
+            raise ValueError("RECEIVE_ANY needs a non-empty list of channel names")
+        if not connection.reachable:
+            return
+        queues = self.queues
+        for channel in channels:
+            queue = queues.get(channel)
+            if queue:
+                self._drop_expired(queue, time.time())
+                if queue:
+                    expires_at, payload = queue.popleft()
+                    connection.reply(request_id, Status.OK, (payload, expires_at, channel))
+                    return
+        connection.any_waits[request_id] = channels
+        waiters = self.waiters
+        for channel in channels:
+            waiters.setdefault(channel, deque()).append((connection, request_id))
+            connection.park(channel)
+
+    def _withdraw(
+        self, connection: HubConnection, request_id: int, channels: list[str], taken: str | None
+    ) -> None:
+        """Take a parked RECEIVE_ANY out of the lines of its channels (but ``taken``'s, which
+        it has just left)."""
+        for channel in channels:
+            if channel == taken:
+                continue
+            waiting = self.waiters.get(channel)
+            if waiting is None:
+                continue
+            with contextlib.suppress(ValueError):
+                waiting.remove((connection, request_id))
+                connection.unpark(channel)
+            if not waiting:
+                del self.waiters[channel]
+
     def cancel(self, channel: str, connection: HubConnection, request_id: int) -> None:
         """Drop a parked receive and answer it CANCELLED; if its message already went out,
         there is nothing to do (the client pushes that message back)."""
+        channels = connection.any_waits.pop(request_id, None) if connection.any_waits else None
+        if channels is not None:
+            self._withdraw(connection, request_id, channels, None)
+            connection.reply(request_id, Status.CANCELLED, None)
+            return
         waiting = self.waiters.get(channel)
         if waiting is None:
             return
@@ -270,6 +322,7 @@ class HubState:
 
     def forget_connection(self, connection: HubConnection) -> None:
         self.detach(connection)
+        connection.any_waits.clear()
         for channel in list(connection.parked):
             waiting = self.waiters.get(channel)
             if waiting is None:
@@ -284,7 +337,23 @@ class HubState:
         waiter = self._take_waiter(channel)
         if waiter is None:
             return False
-        connection, request_id = waiter
+        return self._deliver(waiter[0], waiter[1], channel, payload, expires_at)
+
+    def _deliver(
+        self,
+        connection: HubConnection,
+        request_id: int,
+        channel: str,
+        payload: bytes,
+        expires_at: float,
+    ) -> bool:
+        """Answer a parked receive taken from ``channel``'s line; a RECEIVE_ANY leaves the
+        lines of its other channels and is told the channel."""
+        if connection.any_waits:
+            channels = connection.any_waits.pop(request_id, None)
+            if channels is not None:
+                self._withdraw(connection, request_id, channels, channel)
+                return connection.reply(request_id, Status.OK, (payload, expires_at, channel))
         return connection.deliver(request_id, payload, expires_at)
 
     def _take_waiter(self, channel: str) -> tuple[HubConnection, int] | None:
@@ -388,7 +457,7 @@ class HubState:
                 continue
             waiter = self._take_waiter(channel)
             if waiter is not None:
-                waiter[0].deliver(waiter[1], payload, expires_at)
+                self._deliver(waiter[0], waiter[1], channel, payload, expires_at)
                 accepted(channel)
             elif self._enqueue(channel, payload, expires_at, rules.capacity(channel), now):
                 accepted(channel)
@@ -565,6 +634,7 @@ class HubConnection(FramedProtocol):
         self.rules = DEFAULT_RULES
         self.profile = DEFAULT_PROFILE
         self.parked: dict[str, int] = {}  # channel -> receives parked on it
+        self.any_waits: dict[int, list[str]] = {}  # parked RECEIVE_ANY id -> its channels
         self.batched = False  # the client announced DELIVER_MANY support in HELLO
         self.watching: dict[str, int] = {}  # channel -> watch id, for channels it watches
         self.counted: dict[str, int] = {}  # channel -> counted pushes not yet CONSUMED
@@ -656,6 +726,8 @@ class HubConnection(FramedProtocol):
             self.reply(request_id, Status.OK if sent else Status.FULL, None)
         elif op == Op.RECEIVE:
             state.receive(item[2], self, request_id)
+        elif op == Op.RECEIVE_ANY:
+            state.receive_any(item[2], self, request_id)
         elif op == Op.CANCEL:
             state.cancel(item[2], self, item[3])
         elif op == Op.PUSH_FRONT:

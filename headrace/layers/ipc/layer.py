@@ -38,6 +38,18 @@ is closed. If another connection watches the same channel (another event loop re
 one is told DISPLACED, hands its buffer back and fails its waiting receivers: one event loop
 receives a process-local channel.
 
+Receiving from any of several channels (``receive_any``, hub protocol 5; the Channels-1
+worker's receive). The normal channels go to the hub in ONE RECEIVE_ANY, shuffled per call (so a
+busy channel cannot starve a quiet one); its answer names the channel, and cancelling it is a
+CANCEL like a plain receive's (a message already on its way is pushed back to the front of its
+channel). Process-local channels among them are served from their watches: the call puts one
+:class:`Claim` in the line of each watch, sharing one future, so the first item any of them
+offers resolves it and the other claims are skipped. With both kinds, the hub request and the
+claims race, and whatever the loser got goes back (to the front of its watch or, PUSH_FRONT, of
+its channel at the hub). So every call takes exactly one message and a cancelled one takes none.
+An older hub answers HELLO with a lower version: ``receive_any`` returns ``None`` and the caller
+receives the channels one by one.
+
 History and presence. The instance's ``history`` / ``presence`` options travel in HELLO and
 the hub applies them (see the hub module). ``group_send`` answers the position; ``group_history``
 and the presence reads are one request each. While this instance has presence members, each of
@@ -59,9 +71,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import tempfile
 import time
 from collections import deque
+from collections.abc import Sequence
 from itertools import count
 from typing import Any
 
@@ -82,6 +96,7 @@ from headrace.layers.history import (
 from headrace.layers.ipc.hub import HubHost
 from headrace.layers.ipc.wire import (
     MAX_FRAME,
+    PROTOCOL_ANY,
     PROTOCOL_FEATURES,
     PROTOCOL_VERSION,
     PROTOCOL_WATCH,
@@ -102,6 +117,7 @@ SWEEP_INTERVAL = 1.0  # how often a link drops expired messages it buffers for w
 DETACH_TIMEOUT = 5.0
 
 Item = tuple[bytes, float, bool]  # payload, expires_at, counted (a ``send``, not a group copy)
+Taken = tuple[str, bytes]  # the channel a message came from, its payload
 
 
 class HubLost(ConnectionError):
@@ -134,6 +150,27 @@ class LinkProtocol(FramedProtocol):
         self.link.on_lost(self)
 
 
+class Claim:
+    """One ``receive_any``'s place in the line of one of its watches. The claims of one call
+    share one future: the first watch to hand an item over resolves it with ``(watch, item)``,
+    and the other claims are done from then on, so their watches skip them."""
+
+    __slots__ = ("future", "watch")
+
+    def __init__(self, watch: Watch, future: asyncio.Future[tuple[Watch, Item]]) -> None:
+        self.watch = watch
+        self.future = future
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def set_result(self, item: Item) -> None:
+        self.future.set_result((self.watch, item))
+
+    def set_exception(self, error: BaseException) -> None:
+        self.future.set_exception(error)
+
+
 class Watch:
     """A process-local channel this link watches: messages the hub pushed, waiting receivers."""
 
@@ -144,7 +181,7 @@ class Watch:
         self.watch_id = watch_id
         self.capacity = capacity
         self.items: deque[Item] = deque()
-        self.waiters: deque[asyncio.Future[Item]] = deque()
+        self.waiters: deque[asyncio.Future[Item] | Claim] = deque()
         self.recent = True  # taken from since the last sweep (an idle watch is dropped later)
 
     def offer(self, item: Item) -> None:
@@ -186,7 +223,7 @@ class HubLink:
         self.pending: dict[int, asyncio.Future[tuple[int, Any]]] = {}
         self.cancelled: dict[int, str] = {}
         # Messages answered to receives cancelled an instant earlier, for their clean-up.
-        self.orphaned: dict[int, tuple[bytes, float]] = {}
+        self.orphaned: dict[int, tuple[Any, ...]] = {}
         self._ids = count(1)
         self._connecting: asyncio.Future[LinkProtocol] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -351,8 +388,14 @@ class HubLink:
         channel = self.cancelled.pop(request_id, None)
         if channel is not None and status == Status.OK and self.protocol is not None:
             # A message was on its way to a receive that was cancelled: put it back.
-            payload, expires_at = value
-            self.protocol.write((Op.PUSH_FRONT, 0, channel, payload, expires_at))
+            self._push_back(self.protocol, channel, value)
+
+    @staticmethod
+    def _push_back(protocol: LinkProtocol, channel: str, value: tuple[Any, ...]) -> None:
+        """Return a message answered to a receive (``(payload, expires_at)``, or a
+        RECEIVE_ANY's ``(payload, expires_at, its channel)``) to the front of its channel."""
+        origin = value[2] if len(value) > 2 else channel
+        protocol.write((Op.PUSH_FRONT, 0, origin, value[0], value[1]))
 
     def _fan_out(self, request_ids: list[int], payload: bytes, expires_at: float) -> None:
         """One group message for several parked receives: resolve each as if answered alone
@@ -404,12 +447,29 @@ class HubLink:
 
     async def receive(self, channel: str) -> tuple[bytes, float]:
         """Park a receive at the hub; on cancellation make sure no message is lost."""
+        payload, expires_at = await self._park(Op.RECEIVE, channel, channel)
+        return payload, expires_at
+
+    async def receive_shared(self, channels: list[str]) -> tuple[bytes, float, str] | None:
+        """Park one RECEIVE_ANY over the normal ``channels``: ``(payload, expires_at,
+        channel)``, or None from a hub older than protocol 5."""
+        value = await self._park(Op.RECEIVE_ANY, channels, channels[0], PROTOCOL_ANY)
+        return None if value is None else (value[0], value[1], value[2])
+
+    async def _park(
+        self, op: int, target: str | list[str], channel: str, needs: int = 0
+    ) -> tuple[Any, ...] | Any:
+        """Send a receive request (``op`` on ``target``) and wait for its message, re-parking
+        it on a new hub; on cancellation make sure no message is lost. None when the hub is
+        older than protocol ``needs``."""
         while True:
             protocol = await self.connected()
+            if self.hub_version < needs:
+                return None
             request_id = next(self._ids)
             future: asyncio.Future[tuple[int, Any]] = self.loop.create_future()
             self.pending[request_id] = future
-            protocol.write((Op.RECEIVE, request_id, channel))
+            protocol.write((op, request_id, target))
             try:
                 _, value = self._checked(await future)
             except HubLost:
@@ -419,8 +479,7 @@ class HubLink:
                 raise
             finally:
                 self.pending.pop(request_id, None)
-            payload, expires_at = value
-            return payload, expires_at
+            return value
 
     def _abandon(
         self, channel: str, request_id: int, future: asyncio.Future[tuple[int, Any]]
@@ -430,12 +489,12 @@ class HubLink:
         if protocol is None:
             return
         if orphaned is not None:
-            protocol.write((Op.PUSH_FRONT, 0, channel, orphaned[0], orphaned[1]))
+            self._push_back(protocol, channel, orphaned)
             return
         if future.done() and not future.cancelled() and future.exception() is None:
             status, value = future.result()
             if status == Status.OK:
-                protocol.write((Op.PUSH_FRONT, 0, channel, value[0], value[1]))
+                self._push_back(protocol, channel, value)
             return
         self.cancelled[request_id] = channel
         protocol.write((Op.CANCEL, 0, channel, request_id))
@@ -466,23 +525,110 @@ class HubLink:
                 return await self._take(watch)
 
     async def _take(self, watch: Watch) -> bytes:
-        channel = watch.channel
         watch.recent = True
         while True:
             if watch.items:
-                payload, expires_at, counted = watch.items.popleft()
+                item = watch.items.popleft()
             else:
                 future: asyncio.Future[Item] = self.loop.create_future()
                 watch.waiters.append(future)
                 try:
-                    payload, expires_at, counted = await future
+                    item = await future
                 except asyncio.CancelledError:
                     self._leave(watch, future)
                     raise
-            if counted:
-                self._consume(channel)
-            if expires_at > time.time():
-                return payload
+            if self._accept(watch, item):
+                return item[0]
+
+    def _accept(self, watch: Watch, item: Item) -> bool:
+        """Count ``item`` taken (if counted); whether it is still fresh."""
+        if item[2]:
+            self._consume(watch.channel)
+        return item[1] > time.time()
+
+    # ---------------------------------------------------------------- receive_any
+
+    async def receive_any(self, channels: list[str]) -> Taken | None:
+        """One message of any of ``channels`` (normal and process-local, no repeats) as
+        ``(channel, payload)``; None from a hub older than protocol 5 (module docs)."""
+        order = random.sample(channels, len(channels))
+        local = [channel for channel in order if "!" in channel]
+        if not local:
+            answer = await self.receive_shared(order)
+            return None if answer is None else (answer[2], answer[0])
+        shared = [channel for channel in order if "!" not in channel]
+        while True:
+            await self.connected()
+            if self.hub_version < PROTOCOL_ANY:
+                return None
+            watches = [self._watch(channel) for channel in local]
+            taken = self._take_buffered(watches) or await self._claim(watches, shared)
+            if taken is not None:
+                return taken
+
+    def _take_buffered(self, watches: list[Watch]) -> Taken | None:
+        """The first fresh message buffered in ``watches``, in their order."""
+        for watch in watches:
+            watch.recent = True
+            items = watch.items
+            while items:
+                item = items.popleft()
+                if self._accept(watch, item):
+                    return watch.channel, item[0]
+        return None
+
+    async def _claim(self, watches: list[Watch], shared: list[str]) -> Taken | None:
+        """Wait in the line of every watch and, with ``shared`` channels, at the hub too;
+        the first message wins and the other side's is given back. None: try again."""
+        chosen: asyncio.Future[tuple[Watch, Item]] = self.loop.create_future()
+        claims = [Claim(watch, chosen) for watch in watches]
+        for claim in claims:
+            claim.watch.waiters.append(claim)
+        remote = asyncio.ensure_future(self.receive_shared(shared)) if shared else None
+        racing = (chosen,) if remote is None else (chosen, remote)
+        try:
+            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._release(claims, chosen, remote, keep=False)
+            raise
+        return self._release(claims, chosen, remote, keep=True)
+
+    def _release(
+        self,
+        claims: list[Claim],
+        chosen: asyncio.Future[tuple[Watch, Item]],
+        remote: asyncio.Future[tuple[bytes, float, str] | None] | None,
+        keep: bool,
+    ) -> Taken | None:
+        """End one :meth:`_claim`: withdraw its claims, stop the hub request, keep one
+        message if ``keep`` (the local one when both came) and give every other back."""
+        for claim in claims:
+            with contextlib.suppress(ValueError):
+                claim.watch.waiters.remove(claim)
+        for future in (chosen, remote):
+            if future is not None and not future.done():
+                future.cancel()  # the hub request's own clean-up pushes back what is on its way
+        local, local_error = _outcome(chosen)
+        shared, shared_error = _outcome(remote)
+        if shared is not None and (local is not None or not keep) and self.protocol is not None:
+            self.protocol.write((Op.PUSH_FRONT, 0, shared[2], shared[0], shared[1]))
+        if not keep:
+            if local is not None:
+                watch, item = local
+                if not watch.hand_over(item):
+                    watch.items.appendleft(item)
+            for claim in claims:
+                self._unwatch_unless_awaited(claim.watch)
+            return None
+        if local is not None:
+            watch, item = local
+            return (watch.channel, item[0]) if self._accept(watch, item) else None
+        if shared is not None:
+            return shared[2], shared[0]
+        error = local_error or shared_error
+        if error is not None:
+            raise error
+        return None
 
     def _watch(self, channel: str) -> Watch:
         watch = self.watched.get(channel)
@@ -508,6 +654,9 @@ class HubLink:
         else:
             with contextlib.suppress(ValueError):
                 watch.waiters.remove(future)
+        self._unwatch_unless_awaited(watch)
+
+    def _unwatch_unless_awaited(self, watch: Watch) -> None:
         if not watch.waiters and self.watches.get(watch.watch_id) is watch:
             self._unwatch(watch)
 
@@ -678,6 +827,17 @@ class HubLink:
         return reply
 
 
+def _outcome(future: asyncio.Future[Any] | None) -> tuple[Any, BaseException | None]:
+    """``(result, error)`` of a finished ``future`` (retrieving either); ``(None, None)`` if
+    there is none, it was cancelled, or it failed with HubLost (the caller tries again)."""
+    if future is None or not future.done() or future.cancelled():
+        return None, None
+    error = future.exception()
+    if error is None:
+        return future.result(), None
+    return None, None if isinstance(error, HubLost) else error
+
+
 class IPCChannelLayer(BaseChannelLayer):
     """A channel layer shared by the processes of one host through a Unix-socket hub.
 
@@ -783,6 +943,20 @@ class IPCChannelLayer(BaseChannelLayer):
             return decode_message(await link.receive_local(channel))
         payload, _ = await link.receive(channel)
         return decode_message(payload)
+
+    async def receive_any(self, channels: Sequence[str]) -> tuple[str, LayerMessage] | None:
+        """The next message of any of ``channels`` (normal or process-local) as ``(channel,
+        message)``: one parked request at the hub, in a random order each call, so a busy
+        channel cannot starve a quiet one. Exactly one message leaves its channel per call and
+        a cancelled call takes none (module docs). ``None`` when one request cannot do it (no
+        channels, a hub older than protocol 5): receive them one by one then."""
+        names = list(dict.fromkeys(channels))
+        for name in names:
+            self._require_valid_channel(name)
+        if not names:
+            return None
+        taken = await self._link().receive_any(names)
+        return None if taken is None else (taken[0], decode_message(taken[1]))
 
     async def new_channel(self, prefix: str = "specific") -> str:
         return f"{prefix}.{self.client_id}!{self.random_suffix()}"

@@ -21,6 +21,10 @@ client reports them CONSUMED, so the hub can enforce the channel's capacity exac
 ``presence`` options and its ``expiry``; GROUP_SEND answers the message's position; GROUP_ADD may
 carry presence info; GROUP_HISTORY, PRESENCE, PRESENCE_COUNT and BEAT are new. A client with
 history or presence configured refuses a hub older than 4.
+5 adds RECEIVE_ANY: one parked receive over several normal channels, answered with the message
+and the channel it came from (never batched into ``DELIVER_MANY``); CANCEL of its request id
+withdraws it from every channel. A client facing an older hub receives those channels one by
+one instead (``receive_any`` answers ``None``).
 
 Positions on delivered messages. The hub stamps ``[epoch, offset]`` into a group message
 without decoding it: a marshalled dict ends with the ``0`` (TYPE_NULL) byte that closes it, so
@@ -39,6 +43,7 @@ from typing import Any, cast
 from headrace.layers.history import POSITION_KEY
 
 __all__ = [
+    "PROTOCOL_ANY",
     "PROTOCOL_BATCHED",
     "PROTOCOL_FEATURES",
     "PROTOCOL_VERSION",
@@ -57,7 +62,8 @@ MAX_FRAME = 64 * 1024 * 1024
 PROTOCOL_BATCHED = 2  # the protocol version from which clients understand DELIVER_MANY
 PROTOCOL_WATCH = 3  # the protocol version from which hubs and clients speak WATCH/PUSH
 PROTOCOL_FEATURES = 4  # the protocol version from which hubs keep history and presence
-PROTOCOL_VERSION = PROTOCOL_FEATURES  # what this code speaks
+PROTOCOL_ANY = 5  # the protocol version from which hubs take RECEIVE_ANY
+PROTOCOL_VERSION = PROTOCOL_ANY  # what this code speaks
 
 
 class Op:
@@ -69,7 +75,8 @@ class Op:
     # version (``None`` from hubs before version 3)
     SEND = 2  # (channel, payload, expiry seconds)
     RECEIVE = 3  # (channel,) - answered when a message is available
-    CANCEL = 4  # (channel, receive request id) - the RECEIVE gets CANCELLED or its message
+    CANCEL = 4  # (channel, receive request id) - the RECEIVE (or RECEIVE_ANY: any one of its
+    # channels) gets CANCELLED or its message
     PUSH_FRONT = 5  # (channel, payload, expires_at[, counted]) - no reply; undo a delivery
     # (a cancelled receive's, or a watched channel's buffered messages handed back)
     GROUP_ADD = 6  # (group, channel, expires_at[, presence info, announce]) - with info in a
@@ -89,6 +96,8 @@ class Op:
     PRESENCE = 16  # (group,) - answered OK with {channel: info}
     PRESENCE_COUNT = 17  # (group,) - answered OK with the number of members
     BEAT = 18  # () - no reply; the presence members this client added are alive
+    RECEIVE_ANY = 19  # ([channel, ...],) - answered OK with (payload, expires_at, channel) by
+    # the first message of any of them (queued ones are looked at in the order given)
 
 
 class Status:
