@@ -213,7 +213,7 @@ class WebSocketStream:
         self._on_finished = on_finished
         self._loop = asyncio.get_running_loop()
         self._protocol: WebSocketProtocol | None = None
-        self._queue: deque[str | bytes] = deque()
+        self._queue: deque[str | bytes] | None = None  # created by the first message
         self._waiter: asyncio.Future[None] | None = None
         self._disconnect: Message | None = None
         self._connect_delivered = False
@@ -382,7 +382,7 @@ class WebSocketStream:
         if self._early_data:
             early, self._early_data = bytes(self._early_data), bytearray()
             self.data_received(early)
-            if self._reading_paused and len(self._queue) < settings.receive_queue:
+            if self._reading_paused and len(self._queue or ()) < settings.receive_queue:
                 self._reading_paused = False
                 self._transport.resume_reading()
         if self._shutting_down and self.phase == OPEN:
@@ -441,7 +441,10 @@ class WebSocketStream:
 
     def _enqueue(self, messages: list[str | bytes]) -> None:
         queue = self._queue
-        queue.extend(messages)
+        if queue is None:
+            queue = self._queue = deque(messages)
+        else:
+            queue.extend(messages)
         self._wake()
         if not self._reading_paused and len(queue) >= self._settings.receive_queue:
             self._reading_paused = True
