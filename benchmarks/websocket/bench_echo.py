@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,33 +46,34 @@ MASK = b"\x37\xfa\x21\x3d"
 CLOSE_FRAME = b"\x88\x82" + MASK + bytes((0x03 ^ MASK[0], 0xE8 ^ MASK[1]))
 
 
-def server_command(name: str, port: int) -> list[str]:
+def server_command(name: str, port: int, app: str = APP) -> list[str]:
     py = sys.executable
     port_text = str(port)
     if name == "headrace":
-        return [py, "-m", "headrace", "-b", "127.0.0.1", "-p", port_text, "-v", "0", APP]
+        return [py, "-m", "headrace", "-b", "127.0.0.1", "-p", port_text, "-v", "0", app]
     if name == "uvicorn":
         return [
-            py, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", port_text,
+            py, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", port_text,
             "--ws", "websockets-sansio", "--loop", "uvloop", "--log-level", "warning",
             "--no-access-log", "--lifespan", "off",
         ]  # fmt: skip
     if name == "daphne":
-        return [py, "-m", "daphne", "-b", "127.0.0.1", "-p", port_text, "-v", "0", APP]
+        return [py, "-m", "daphne", "-b", "127.0.0.1", "-p", port_text, "-v", "0", app]
     if name == "granian":
         return [
             py, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port",
-            port_text, "--loop", "uvloop", "--workers", "1", "--no-log", APP,
+            port_text, "--loop", "uvloop", "--workers", "1", "--no-log", app,
         ]  # fmt: skip
     raise ValueError(name)
 
 
 @contextlib.contextmanager
-def running(name: str) -> Iterator[tuple[int, int]]:
+def running(name: str, app: str = APP, prefix: Sequence[str] = ()) -> Iterator[tuple[int, int]]:
+    """Start server ``name`` serving ``app``; ``prefix`` goes before its command (``taskset``)."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen(
-        server_command(name, port),
+        [*prefix, *server_command(name, port, app)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
