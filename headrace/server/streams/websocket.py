@@ -420,15 +420,14 @@ class WebSocketStream:
             # Most likely the client's close reply; it has been read, so closing cannot reset.
             self._transport.close()
             return
-        protocol.receive_data(data)
+        replies = protocol.receive_data(data)
         messages = protocol.messages
         if messages:
             if self.phase == OPEN:
                 self._enqueue(messages)
             messages.clear()
-        outgoing = protocol.data_to_send()
-        if outgoing:
-            self._transport.write(outgoing)
+        if replies:
+            self._transport.write(protocol.data_to_send())
         if protocol.state >= State.CLOSED:
             self._on_protocol_closed(protocol)
 
@@ -445,7 +444,9 @@ class WebSocketStream:
             queue = self._queue = deque(messages)
         else:
             queue.extend(messages)
-        self._wake()
+        waiter = self._waiter  # self._wake(), inline: this runs for every received message
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if not self._reading_paused and len(queue) >= self._settings.receive_queue:
             self._reading_paused = True
             self._transport.pause_reading()
