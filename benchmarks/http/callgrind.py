@@ -83,15 +83,20 @@ def response_end(buffer: bytes) -> int | None:
 
 def load(port: int, path: str, requests: int, connections: int) -> None:
     per_connection = max(1, requests // connections)
+    in_threads(connections, lambda: one_connection(port, path, per_connection))
+
+
+def in_threads(count: int, client: Callable[[], None]) -> None:
+    """Run ``client`` in ``count`` threads at once; raise if any of them failed."""
     errors: list[BaseException] = []
 
-    def client() -> None:
+    def run() -> None:
         try:
-            one_connection(port, path, per_connection)
+            client()
         except BaseException as exc:  # reported below, after every thread ended
             errors.append(exc)
 
-    threads = [threading.Thread(target=client) for _ in range(connections)]
+    threads = [threading.Thread(target=run) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -26,6 +26,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -98,6 +99,19 @@ def running(name: str, app: str = APP, prefix: Sequence[str] = ()) -> Iterator[t
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(5)
+
+
+def pinned_server() -> list[str]:
+    """The ``taskset`` prefix that runs a server on core 1 (none on a 1-core machine)."""
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        return ["taskset", "-c", "1"]
+    return []
+
+
+def pin_client() -> None:
+    """Run this process (the load generator) on core 0, away from the server's core."""
+    if pinned_server():
+        os.sched_setaffinity(0, {0})
 
 
 def tree_rss_kib(pid: int) -> int:
@@ -290,13 +304,19 @@ def main() -> None:
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     parser.add_argument("--rounds", type=int, default=1, help="best of N echo runs per server")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin server and client to separate cores"
+    )
     args = parser.parse_args()
     import uvloop
+
+    if not args.no_pin:
+        pin_client()
 
     results: dict[str, tuple[float, float, float]] = {}
     report: dict[str, dict[str, object]] = {}
     for name in args.servers.split(","):
-        with running(name) as (port, pid):
+        with running(name, APP, pinned_server()) as (port, pid):
             runs = [uvloop.run(echo_rate(port, pid, args)) for _ in range(args.rounds)]
             memory = uvloop.run(idle_memory(port, pid, args)) if args.idle else 0.0
         rate, cpu = max(runs)

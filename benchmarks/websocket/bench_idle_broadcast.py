@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -34,14 +33,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_echo import running, tree_cpu_seconds, tree_rss_kib
+from bench_echo import EchoClient, running, tree_cpu_seconds, tree_rss_kib
 
 APP = "benchmarks.websocket.broadcast_app:app"
 BATCH = 500  # handshakes in flight at once (below every server's listen backlog)
-HANDSHAKE = (
-    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
 
 
 class Tally:
@@ -60,50 +55,27 @@ class Tally:
             self.all_in.set_result(None)
 
 
-class IdleClient(asyncio.Protocol):
-    """One idle WebSocket: handshake, then count the server's (unfragmented) data frames."""
+class IdleClient(EchoClient):
+    """One idle WebSocket: the echo client's handshake and frame reader, sending nothing.
+
+    Every data frame the server sends counts as a delivery (``next_message`` is the echo
+    client's hook for a received frame).
+    """
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = b""
-        self.upgraded = False
+        super().__init__(0, 0, b"", False)
         self.messages = 0
         self.tally: Tally | None = None
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop: not a subclass
         sock = transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(HANDSHAKE.format(key=key).encode())  # type: ignore[attr-defined]
+        super().connection_made(transport)
 
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer + data
-        if not self.upgraded:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                self.buffer = buffer
-                return
-            if not buffer.startswith(b"HTTP/1.1 101"):
-                self.opened.set_exception(RuntimeError(buffer[:200].decode("latin-1")))
-                return
-            self.upgraded = True
-            buffer = buffer[end + 4 :]
-            self.opened.set_result(None)
-        while len(buffer) >= 2 and len(buffer) >= 2 + (buffer[1] & 0x7F):
-            length = buffer[1] & 0x7F  # the broadcast is short: no extended lengths
-            opcode = buffer[0] & 0x0F
-            buffer = buffer[2 + length :]
-            if opcode in (1, 2):
-                self.messages += 1
-                if self.tally is not None:
-                    self.tally.delivered()
-        self.buffer = buffer
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.opened.done():
-            self.opened.set_exception(ConnectionError("closed before the upgrade"))
+    def next_message(self) -> None:
+        self.messages += 1
+        if self.tally is not None:
+            self.tally.delivered()
 
 
 async def open_idle(port: int, count: int) -> list[IdleClient]:

@@ -21,13 +21,12 @@ import json
 import os
 import socket
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_echo import CLOSE_FRAME, masked_frame
-from callgrind import counted_instructions
+from callgrind import counted_instructions, in_threads
 
 APP = "benchmarks.websocket.echo_app:app"
 SERVERS = {
@@ -71,21 +70,7 @@ def receive(sock: socket.socket) -> bytes:
 
 def load(port: int, frame: bytes, messages: int, connections: int) -> None:
     per_connection = max(1, messages // connections)
-    errors: list[BaseException] = []
-
-    def client() -> None:
-        try:
-            one_connection(port, frame, per_connection)
-        except BaseException as exc:  # reported below, after every thread ended
-            errors.append(exc)
-
-    threads = [threading.Thread(target=client) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise RuntimeError(f"{len(errors)} client connection(s) failed: {errors[0]!r}")
+    in_threads(connections, lambda: one_connection(port, frame, per_connection))
 
 
 def instructions(server: str, args: argparse.Namespace) -> float:
