@@ -4,7 +4,8 @@
         [--idle 1000] [--servers headrace,uvicorn,daphne,granian] [--deflate] [--rounds 1]
         [--json]
 
-Every server runs ``benchmarks/websocket/echo_app.py`` as a subprocess on a free loopback port,
+Every server runs ``benchmarks/websocket/echo_app.py`` as a subprocess on a free loopback port
+(pinned to core 1 with ``taskset``, this client to core 0, unless ``--no-pin``),
 one worker, uvloop where the server supports it (uvicorn ``--ws websockets-sansio``, its fastest
 WebSocket implementation). The load generator is a lean raw-socket client (one asyncio protocol
 per connection, uvloop, pre-masked frames) in this process: ``--connections`` connections, each
