@@ -83,6 +83,14 @@ class WebSocketClosed(OSError):
     """``send()`` was called on a WebSocket that is already closed (ASGI spec 2.4)."""
 
 
+class WriteFlow(Protocol):
+    """Whatever knows whether a transport's outgoing buffer is full (read once per send)."""
+
+    @property
+    def write_paused(self) -> bool:
+        """True while the outgoing buffer is above its high-water mark."""
+
+
 class WebSocketTransport(Protocol):
     """What a stream needs from the wire below it (an upgraded socket or an HTTP/2 stream).
 
@@ -93,8 +101,9 @@ class WebSocketTransport(Protocol):
     """
 
     @property
-    def write_paused(self) -> bool:
-        """True while the outgoing buffer is above its high-water mark."""
+    def flow(self) -> WriteFlow:
+        """Where ``write_paused`` is read: the connection itself when it keeps the flag as a
+        plain attribute (HTTP/1.1), so a send costs no extra Python call to check it."""
 
     async def wait_writable(self) -> None:
         """Return once the outgoing buffer drained (or the transport closed)."""
@@ -174,6 +183,7 @@ class WebSocketStream:
         "_disconnect",
         "_early_data",
         "_encode",
+        "_flow",
         "_handshake",
         "_log",
         "_loop",
@@ -204,6 +214,7 @@ class WebSocketStream:
     ) -> None:
         self._transport = transport
         self._write = transport.write
+        self._flow = transport.flow
         self._encode: Callable[[str | bytes], bytes] = _not_open
         self._scope = scope
         self._app = app
@@ -316,7 +327,7 @@ class WebSocketStream:
                 if payload is None:
                     raise ValueError("websocket.send needs 'text' or 'bytes'")
                 self._write(self._encode(payload))
-                if self._transport.write_paused:
+                if self._flow.write_paused:
                     await self._transport.wait_writable()
             elif kind == "websocket.close":
                 self._start_close(_close_code(message), _reason(message))
