@@ -125,6 +125,35 @@ def websocket_rows(output: str) -> list[Row]:
     return rows
 
 
+def idle_broadcast_command(quick: bool) -> list[str]:
+    return [
+        PY, str(HERE / "websocket/bench_idle_broadcast.py"), "--json", "--servers",
+        "headrace,uvicorn", "--connections", "10000", "--broadcasts", "3" if quick else "5",
+    ]  # fmt: skip
+
+
+IDLE_BROADCAST = "10,000 idle WebSockets, 1 broadcast each"
+
+
+def idle_broadcast_rows(output: str) -> list[Row]:
+    report = json.loads(output)
+    count = report["connections"]
+    rows = []
+    for server, result in report["servers"].items():
+        delivered = min(r["delivered"] for r in result["rounds"])
+        note = "all delivered" if result["all_delivered"] else f"{delivered} of {count} delivered"
+        cpu_us = result["median_server_cpu_ms"] * 1000 / count
+        rows.append(
+            Row(IDLE_BROADCAST, server, result["median_seconds"] * 1000, "ms", "uvicorn", False,
+                None, cpu_us, note=note)
+        )  # fmt: skip
+        rows.append(
+            Row(IDLE_BROADCAST + ": server RSS", server, result["rss_idle_mib"], "MiB", "uvicorn",
+                False)
+        )  # fmt: skip
+    return rows
+
+
 def http2_command(quick: bool) -> list[str]:
     return [
         PY, str(HERE / "http2/bench.py"), "--json", "--servers", "headrace,granian,hypercorn",
@@ -226,6 +255,12 @@ def inmemory_rows(output: str) -> list[Row]:
 TARGETS = [
     Target("http", "HTTP/1.1 (wrk)", http_command, http_rows),
     Target("websocket", "WebSocket echo and idle memory", websocket_command, websocket_rows),
+    Target(
+        "idle-broadcast",
+        "10,000 idle WebSockets, one broadcast",
+        idle_broadcast_command,
+        idle_broadcast_rows,
+    ),
     Target("http2", "h2c (h2load)", http2_command, http2_rows),
     Target("startup", "startup to first response", startup_command, startup_rows),
     Target("inmemory", "in-memory layer group_send", inmemory_command, inmemory_rows),
@@ -254,6 +289,7 @@ GOALS: list[tuple[str, str, str, str, float]] = [
     ("h2c, h2load -c16 -m10", "headrace", "hypercorn", "ratio>=", 15.0),
     ("startup to first response", "headrace", "", "value<=", 80.0),
     ("memory per idle WebSocket (1,000 open)", "headrace", "", "value<=", 10.0),
+    (IDLE_BROADCAST, "headrace", "", "delivered", 1.0),
     ("Redis group_send, 5,000 members / 10 instances", "headrace core", "channels_redis core",
      "speedup>=", 3.0),
     ("WebSocket broadcast via group_send, 200 receivers", "headrace core",
@@ -278,6 +314,9 @@ def judge(rows: list[Row]) -> list[tuple[str, str, str]]:
             figure, met = row.cpu_us, row.cpu_us <= wanted
             what, text = f"{target}: {server} server CPU per request", f"{figure:.1f} µs"
             goal = f"≤ {wanted:g} µs"
+        elif rule == "delivered":
+            met = row.note == "all delivered"
+            what, text, goal = f"{target}: {server}", row.note, "all delivered"
         elif rule == "value<=":
             figure, met = row.value, row.value <= wanted
             what, text, goal = f"{target}: {server}", f"{figure:.1f} {row.unit}", f"≤ {wanted:g}"

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -82,15 +83,20 @@ def response_end(buffer: bytes) -> int | None:
 
 def load(port: int, path: str, requests: int, connections: int) -> None:
     per_connection = max(1, requests // connections)
+    in_threads(connections, lambda: one_connection(port, path, per_connection))
+
+
+def in_threads(count: int, client: Callable[[], None]) -> None:
+    """Run ``client`` in ``count`` threads at once; raise if any of them failed."""
     errors: list[BaseException] = []
 
-    def client() -> None:
+    def run() -> None:
         try:
-            one_connection(port, path, per_connection)
+            client()
         except BaseException as exc:  # reported below, after every thread ended
             errors.append(exc)
 
-    threads = [threading.Thread(target=client) for _ in range(connections)]
+    threads = [threading.Thread(target=run) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -103,12 +109,33 @@ def instructions(
     server: str, path: str, requests: int, connections: int, keep: Path | None = None
 ) -> float:
     """Instructions (Ir) the server executes per request."""
+    per_connection = max(1, requests // connections)
+    total = counted_instructions(
+        SERVERS[server],
+        lambda port: load(port, path, max(200, requests // 5), connections),  # warm-up
+        lambda port: load(port, path, requests, connections),
+        keep / f"callgrind.{server}.out" if keep is not None else None,
+    )
+    return total / (per_connection * connections)
+
+
+def counted_instructions(
+    arguments: list[str],
+    warm_up: Callable[[int], None],
+    measured: Callable[[int], None],
+    keep: Path | None = None,
+) -> int:
+    """Ir the server (``python3`` + ``arguments``, ``{port}`` filled in) executes in ``measured``.
+
+    The server starts under callgrind, ``warm_up(port)`` runs (caches, imports), the counters
+    are zeroed, ``measured(port)`` runs and the counters are dumped; ``keep`` gets a copy.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
         command = [
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
-            sys.executable, *(part.format(port=port) for part in SERVERS[server]),
+            sys.executable, *(part.format(port=port) for part in arguments),
         ]  # fmt: skip
         process = subprocess.Popen(
             command,
@@ -119,18 +146,17 @@ def instructions(
         )
         try:
             wait_listening(port, process, START_TIMEOUT)
-            load(port, path, max(200, requests // 5), connections)  # warm-up (caches, imports)
+            warm_up(port)
             control(process.pid, "--zero")
-            load(port, path, requests, connections)
+            measured(port)
             control(process.pid, "--dump")
             dump = newest_dump(Path(folder), process.pid)
             total = dumped_instructions(dump)
             if keep is not None:
-                shutil.copy(dump, keep / f"callgrind.{server}.out")
+                shutil.copy(dump, keep)
         finally:
             stop(process, grace=60)
-    per_connection = max(1, requests // connections)
-    return total / (per_connection * connections)
+    return total
 
 
 def control(pid: int, action: str) -> None:

@@ -4,7 +4,8 @@
         [--idle 1000] [--servers headrace,uvicorn,daphne,granian] [--deflate] [--rounds 1]
         [--json]
 
-Every server runs ``benchmarks/websocket/echo_app.py`` as a subprocess on a free loopback port,
+Every server runs ``benchmarks/websocket/echo_app.py`` as a subprocess on a free loopback port
+(pinned to core 1 with ``taskset``, this client to core 0, unless ``--no-pin``),
 one worker, uvloop where the server supports it (uvicorn ``--ws websockets-sansio``, its fastest
 WebSocket implementation). The load generator is a lean raw-socket client (one asyncio protocol
 per connection, uvloop, pre-masked frames) in this process: ``--connections`` connections, each
@@ -26,6 +27,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -34,7 +36,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,33 +48,34 @@ MASK = b"\x37\xfa\x21\x3d"
 CLOSE_FRAME = b"\x88\x82" + MASK + bytes((0x03 ^ MASK[0], 0xE8 ^ MASK[1]))
 
 
-def server_command(name: str, port: int) -> list[str]:
+def server_command(name: str, port: int, app: str = APP) -> list[str]:
     py = sys.executable
     port_text = str(port)
     if name == "headrace":
-        return [py, "-m", "headrace", "-b", "127.0.0.1", "-p", port_text, "-v", "0", APP]
+        return [py, "-m", "headrace", "-b", "127.0.0.1", "-p", port_text, "-v", "0", app]
     if name == "uvicorn":
         return [
-            py, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", port_text,
+            py, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", port_text,
             "--ws", "websockets-sansio", "--loop", "uvloop", "--log-level", "warning",
             "--no-access-log", "--lifespan", "off",
         ]  # fmt: skip
     if name == "daphne":
-        return [py, "-m", "daphne", "-b", "127.0.0.1", "-p", port_text, "-v", "0", APP]
+        return [py, "-m", "daphne", "-b", "127.0.0.1", "-p", port_text, "-v", "0", app]
     if name == "granian":
         return [
             py, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port",
-            port_text, "--loop", "uvloop", "--workers", "1", "--no-log", APP,
+            port_text, "--loop", "uvloop", "--workers", "1", "--no-log", app,
         ]  # fmt: skip
     raise ValueError(name)
 
 
 @contextlib.contextmanager
-def running(name: str) -> Iterator[tuple[int, int]]:
+def running(name: str, app: str = APP, prefix: Sequence[str] = ()) -> Iterator[tuple[int, int]]:
+    """Start server ``name`` serving ``app``; ``prefix`` goes before its command (``taskset``)."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen(
-        server_command(name, port),
+        [*prefix, *server_command(name, port, app)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -97,6 +100,19 @@ def running(name: str) -> Iterator[tuple[int, int]]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(5)
+
+
+def pinned_server() -> list[str]:
+    """The ``taskset`` prefix that runs a server on core 1 (none on a 1-core machine)."""
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        return ["taskset", "-c", "1"]
+    return []
+
+
+def pin_client() -> None:
+    """Run this process (the load generator) on core 0, away from the server's core."""
+    if pinned_server():
+        os.sched_setaffinity(0, {0})
 
 
 def tree_rss_kib(pid: int) -> int:
@@ -289,13 +305,19 @@ def main() -> None:
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     parser.add_argument("--rounds", type=int, default=1, help="best of N echo runs per server")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin server and client to separate cores"
+    )
     args = parser.parse_args()
     import uvloop
+
+    if not args.no_pin:
+        pin_client()
 
     results: dict[str, tuple[float, float, float]] = {}
     report: dict[str, dict[str, object]] = {}
     for name in args.servers.split(","):
-        with running(name) as (port, pid):
+        with running(name, APP, pinned_server()) as (port, pid):
             runs = [uvloop.run(echo_rate(port, pid, args)) for _ in range(args.rounds)]
             memory = uvloop.run(idle_memory(port, pid, args)) if args.idle else 0.0
         rate, cpu = max(runs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import ssl
 import struct
@@ -18,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from headrace.server.accesslog import AccessLogger
 from headrace.server.streams.websocket import WebSocketClosed
+from headrace.server.wires.http11 import HTTP11Handler
 from tests.server.helpers import serve as serve_on_port
 from tests.websocket._support import (
     TIMEOUT,
@@ -813,3 +815,22 @@ async def test_broken_upgrade_requests_never_reach_the_app(request_head: str) ->
         client = await RawClient.connect(port, request_head.encode())
         assert client.status == 400
         await client.close()
+
+
+async def test_upgraded_socket_releases_its_http11_handler() -> None:
+    # An idle WebSocket must not keep the HTTP/1.1 handler (parser, pipeline) it came from:
+    # its keep-alive timer used to hold it until the timer fired.
+    def handlers_of(server: Any) -> list[HTTP11Handler]:
+        connections = set(server.state.connections)
+        return [
+            item
+            for item in gc.get_objects()
+            if isinstance(item, HTTP11Handler) and item.conn in connections
+        ]
+
+    async with serve(echo_app) as (port, server), connect(_url(port)) as ws:
+        await ws.send("still open")
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "still open"
+        gc.collect()
+        assert len(server.state.connections) == 1
+        assert handlers_of(server) == []

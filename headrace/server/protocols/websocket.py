@@ -496,22 +496,28 @@ class WebSocketProtocol:
 
     # -- input ------------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Parse ``data``; completed messages land in ``messages``, replies in the outbox."""
+    def receive_data(self, data: bytes) -> bool:
+        """Parse ``data``; completed messages land in ``messages``, replies in the outbox.
+
+        Returns whether the outbox holds bytes for :meth:`data_to_send` (pongs, close frames),
+        so a caller can skip that call for plain data frames.
+        """
         if self.state >= State.CLOSE_RECEIVED:
-            return
-        if not self._buffer and self._receive_small_frame(data):
-            return
-        if self._buffer:
-            self._buffer += data
-            if len(self._buffer) < self._need:
-                return
-            data = bytes(self._buffer)
+            return bool(self._outgoing)
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            if len(buffer) < self._need:
+                return False
+            data = bytes(buffer)
             self._buffer = bytearray()
+        elif self._receive_small_frame(data):
+            return bool(self._outgoing)
         try:
             self._parse(data)
         except _ProtocolViolation as violation:
             self._fail(violation.code, violation.reason)
+        return bool(self._outgoing)
 
     def _parse(self, data: bytes) -> None:
         position = 0

@@ -83,6 +83,14 @@ class WebSocketClosed(OSError):
     """``send()`` was called on a WebSocket that is already closed (ASGI spec 2.4)."""
 
 
+class WriteFlow(Protocol):
+    """Whatever knows whether a transport's outgoing buffer is full (read once per send)."""
+
+    @property
+    def write_paused(self) -> bool:
+        """True while the outgoing buffer is above its high-water mark."""
+
+
 class WebSocketTransport(Protocol):
     """What a stream needs from the wire below it (an upgraded socket or an HTTP/2 stream).
 
@@ -93,8 +101,9 @@ class WebSocketTransport(Protocol):
     """
 
     @property
-    def write_paused(self) -> bool:
-        """True while the outgoing buffer is above its high-water mark."""
+    def flow(self) -> WriteFlow:
+        """Where ``write_paused`` is read: the connection itself when it keeps the flag as a
+        plain attribute (HTTP/1.1), so a send costs no extra Python call to check it."""
 
     async def wait_writable(self) -> None:
         """Return once the outgoing buffer drained (or the transport closed)."""
@@ -174,6 +183,7 @@ class WebSocketStream:
         "_disconnect",
         "_early_data",
         "_encode",
+        "_flow",
         "_handshake",
         "_log",
         "_loop",
@@ -204,6 +214,7 @@ class WebSocketStream:
     ) -> None:
         self._transport = transport
         self._write = transport.write
+        self._flow = transport.flow
         self._encode: Callable[[str | bytes], bytes] = _not_open
         self._scope = scope
         self._app = app
@@ -213,7 +224,7 @@ class WebSocketStream:
         self._on_finished = on_finished
         self._loop = asyncio.get_running_loop()
         self._protocol: WebSocketProtocol | None = None
-        self._queue: deque[str | bytes] = deque()
+        self._queue: deque[str | bytes] | None = None  # created by the first message
         self._waiter: asyncio.Future[None] | None = None
         self._disconnect: Message | None = None
         self._connect_delivered = False
@@ -316,7 +327,7 @@ class WebSocketStream:
                 if payload is None:
                     raise ValueError("websocket.send needs 'text' or 'bytes'")
                 self._write(self._encode(payload))
-                if self._transport.write_paused:
+                if self._flow.write_paused:
                     await self._transport.wait_writable()
             elif kind == "websocket.close":
                 self._start_close(_close_code(message), _reason(message))
@@ -382,7 +393,7 @@ class WebSocketStream:
         if self._early_data:
             early, self._early_data = bytes(self._early_data), bytearray()
             self.data_received(early)
-            if self._reading_paused and len(self._queue) < settings.receive_queue:
+            if self._reading_paused and len(self._queue or ()) < settings.receive_queue:
                 self._reading_paused = False
                 self._transport.resume_reading()
         if self._shutting_down and self.phase == OPEN:
@@ -420,15 +431,14 @@ class WebSocketStream:
             # Most likely the client's close reply; it has been read, so closing cannot reset.
             self._transport.close()
             return
-        protocol.receive_data(data)
+        replies = protocol.receive_data(data)
         messages = protocol.messages
         if messages:
             if self.phase == OPEN:
                 self._enqueue(messages)
             messages.clear()
-        outgoing = protocol.data_to_send()
-        if outgoing:
-            self._transport.write(outgoing)
+        if replies:
+            self._transport.write(protocol.data_to_send())
         if protocol.state >= State.CLOSED:
             self._on_protocol_closed(protocol)
 
@@ -441,8 +451,13 @@ class WebSocketStream:
 
     def _enqueue(self, messages: list[str | bytes]) -> None:
         queue = self._queue
-        queue.extend(messages)
-        self._wake()
+        if queue is None:
+            queue = self._queue = deque(messages)
+        else:
+            queue.extend(messages)
+        waiter = self._waiter  # self._wake(), inline: this runs for every received message
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if not self._reading_paused and len(queue) >= self._settings.receive_queue:
             self._reading_paused = True
             self._transport.pause_reading()

@@ -206,6 +206,13 @@ class HTTP11Handler:
     def _clear_deadline(self) -> None:
         self._deadline_kind = ""
 
+    def _stop_timer(self) -> None:
+        """The socket leaves HTTP/1.1: no deadline, and no timer keeping this handler alive."""
+        self._clear_deadline()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _on_deadline(self) -> None:
         self._timer = None
         if not self._deadline_kind or self.conn.closed:
@@ -480,7 +487,7 @@ class HTTP11Handler:
                 self._reject(501, "Not Implemented: WebSocket support is not installed")
                 return
             self._closing = True
-            self._clear_deadline()
+            self._stop_timer()
             self.conn.switch_handler(starter(self.conn, pending.scope, trailing))
             return
         h2_starter = self.conn.wires.http2

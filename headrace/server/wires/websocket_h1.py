@@ -40,17 +40,14 @@ def handshake_error_response(error: HandshakeError, server_header: bytes | None 
 class Http11WebSocketTransport:
     """:class:`WebSocketTransport` over an upgraded HTTP/1.1 :class:`Connection`."""
 
-    __slots__ = ("_connection", "_key", "_server_header", "write")
+    __slots__ = ("_connection", "_key", "_server_header", "flow", "write")
 
     def __init__(self, connection: Connection, key: bytes, server_header: bytes | None) -> None:
         self._connection = connection
         self._key = key
         self._server_header = server_header
         self.write: Callable[[bytes], None] = connection.write
-
-    @property
-    def write_paused(self) -> bool:
-        return self._connection.write_paused
+        self.flow: Connection = connection  # its write_paused is a plain attribute
 
     async def wait_writable(self) -> None:
         await self._connection.drain()

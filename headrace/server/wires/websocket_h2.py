@@ -104,6 +104,10 @@ class H2WebSocketChannel:
     # -- WebSocketTransport (called by the WebSocket stream) -----------------------------
 
     @property
+    def flow(self) -> H2WebSocketChannel:
+        return self  # write_paused depends on the h2 stream's window: computed below
+
+    @property
     def write_paused(self) -> bool:
         if self.closed:
             return False
