@@ -72,7 +72,7 @@ from headrace.exceptions import ConfigError
 from headrace.layers.base import BaseChannelLayer, LayerMessage
 from headrace.layers.history import POSITION_KEY, GroupHistory, Position
 
-__all__ = ["HistoryPresenceConformance", "join_with_history"]
+__all__ = ["HistoryPresenceConformance", "join_with_history", "presence"]
 
 T = TypeVar("T")
 
@@ -107,6 +107,11 @@ async def join_with_history(
             emitted.append(position.offset)
             last = position.offset
     return emitted
+
+
+def presence(event: str, group: str, channel: str, info: dict[str, Any]) -> dict[str, Any]:
+    """The ``presence.join`` (``event="join"``) or ``presence.leave`` message a member expects."""
+    return {"type": f"presence.{event}", "group": group, "channel": channel, "info": info}
 
 
 class HistoryPresenceConformance:
@@ -476,31 +481,16 @@ class HistoryPresenceConformance:
             group = _unique("pres")
             first, second = await one.new_channel(), await two.new_channel()
             await one.group_add(group, first, {"user": "ann"})
-            join_first = {
-                "type": "presence.join",
-                "group": group,
-                "channel": first,
-                "info": {"user": "ann"},
-            }
+            join_first = presence("join", group, first, {"user": "ann"})
             assert await self.receive(one, first) == join_first
             await two.group_add(group, second, {"user": "bob"})
-            join_second = {
-                "type": "presence.join",
-                "group": group,
-                "channel": second,
-                "info": {"user": "bob"},
-            }
+            join_second = presence("join", group, second, {"user": "bob"})
             assert await self.receive(one, first) == join_second
             assert await self.receive(two, second) == join_second
             await two.group_add(group, second, {"user": "bob", "status": "away"})  # no new join
             assert await self.until_marker(group, (one, first), (two, second)) == []
             await one.group_discard(group, second)
-            leave = {
-                "type": "presence.leave",
-                "group": group,
-                "channel": second,
-                "info": {"user": "bob", "status": "away"},
-            }
+            leave = presence("leave", group, second, {"user": "bob", "status": "away"})
             assert await self.receive(one, first) == leave
             await one.group_discard(group, second)  # not a member any more: nothing
             assert await self.until_marker(group, (one, first)) == []

@@ -15,7 +15,7 @@ from headrace.layers import POSITION_KEY, Position
 from headrace.layers.base import BaseChannelLayer, LayerMessage
 from headrace.layers.ipc import IPCChannelLayer
 from headrace.layers.ipc.wire import Op, Status, encode_frame, encode_message, stamp_payload
-from headrace.testing.history import HistoryPresenceConformance
+from headrace.testing.history import HistoryPresenceConformance, presence
 from tests.ipc.support import (
     WAIT,
     PrivateHubLayers,
@@ -70,12 +70,7 @@ async def test_killed_member_process_leaves_within_ttl(hub_path: str) -> None:
     await next_event(layer, watcher, "presence.join")
     async with presence_member(hub_path, "doomed") as (process, doomed):
         joined = await next_event(layer, watcher, "presence.join")
-        assert joined == {
-            "type": "presence.join",
-            "group": GROUP,
-            "channel": doomed,
-            "info": {"name": "doomed"},
-        }
+        assert joined == presence("join", GROUP, doomed, {"name": "doomed"})
         assert (await layer.group_presence(GROUP))[doomed] == {"name": "doomed"}
         sent: list[Position] = []
 
@@ -97,12 +92,7 @@ async def test_killed_member_process_leaves_within_ttl(hub_path: str) -> None:
             streaming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await streaming
-    assert leave == {
-        "type": "presence.leave",
-        "group": GROUP,
-        "channel": doomed,
-        "info": {"name": "doomed"},
-    }
+    assert leave == presence("leave", GROUP, doomed, {"name": "doomed"})
     assert await layer.group_presence(GROUP) == {watcher: {"name": "watcher"}}
     assert await layer.group_presence_count(GROUP) == 1
     offsets = [position.offset for position in sent]

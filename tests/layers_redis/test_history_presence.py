@@ -19,6 +19,7 @@ import pytest
 from headrace.exceptions import ConfigError
 from headrace.layers.history import POSITION_KEY, Position
 from headrace.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
+from headrace.testing.history import presence
 from tests.layers_redis.conftest import HOST_SETUPS, close_and_drop, hosts_of_setup, unique_prefix
 from tests.layers_redis.servers import RedisProcess
 
@@ -112,12 +113,7 @@ async def test_presence_join_update_leave(layers: list[RedisChannelLayer]) -> No
     await second.group_add("room.c", theirs, {"name": "bob"})
     for layer, channel in ((first, mine), (second, theirs)):
         joined = await receive_type(layer, channel, "presence.join")
-        assert joined == {
-            "type": "presence.join",
-            "group": "room.c",
-            "channel": theirs,
-            "info": {"name": "bob"},
-        }
+        assert joined == presence("join", "room.c", theirs, {"name": "bob"})
     await second.group_add("room.c", theirs, {"name": "bob", "away": True})
     assert await first.group_presence("room.c") == {
         mine: {"name": "ann"},
@@ -126,12 +122,7 @@ async def test_presence_join_update_leave(layers: list[RedisChannelLayer]) -> No
     assert await first.group_presence_count("room.c") == 2
     await second.group_discard("room.c", theirs)
     left = await receive_type(first, mine, "presence.leave")
-    assert left == {
-        "type": "presence.leave",
-        "group": "room.c",
-        "channel": theirs,
-        "info": {"name": "bob", "away": True},
-    }
+    assert left == presence("leave", "room.c", theirs, {"name": "bob", "away": True})
     assert await second.group_presence("room.c") == {mine: {"name": "ann"}}
     await first.group_send("room.c", {"type": "after"})
     assert (await receive_type(first, mine, "after"))[POSITION_KEY][1] == 1
@@ -214,12 +205,7 @@ async def test_killed_member_process_leaves_within_ttl(system_redis: tuple[str, 
         member.send_signal(signal.SIGKILL)
         await asyncio.wait_for(member.wait(), DEADLINE)
         left = await receive_type(layer, watcher, "presence.leave")
-        assert left == {
-            "type": "presence.leave",
-            "group": "room.g",
-            "channel": child,
-            "info": {"pid": "child"},
-        }
+        assert left == presence("leave", "room.g", child, {"pid": "child"})
         assert await layer.group_presence("room.g") == {watcher: {}}
     finally:
         if member.returncode is None:
