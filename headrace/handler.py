@@ -26,7 +26,13 @@ In the decoupled (Channels 1.x) mode an interface server turns every HTTP reques
   body (the status line is gone already) and is logged.
 * :class:`ViewConsumer` is the 1.x consumer for ``http.request``: it sends every reply
   message at once (``immediately=True``, so a streaming body is not held until the view ends),
-  waiting out a full reply channel for at most :attr:`ViewConsumer.reply_timeout` seconds.
+  waiting out a full reply channel for at most :attr:`ViewConsumer.reply_timeout` seconds. The
+  one exception is a response that is whole in its first message (most views): that message
+  is sent the ordinary way, held until the consumer returns, which is right after it. In the
+  worker the held send leaves from the worker's own loop with its next receive, one write on
+  its connection, instead of a hand-off to the layer's sync portal thread and a round trip of
+  its own; outside a worker it is sent at once, as before. Such a reply goes to a fresh reply
+  channel that nothing else writes to, so it cannot find it full.
   The 1.x worker routes any ``http.request`` with no route of its own here.
 
 Django is imported at module level: this module is only reached from Django projects.
@@ -352,10 +358,14 @@ class ViewConsumer:
 
     def __call__(self, message: Any, **kwargs: Any) -> None:
         replies = self.handler(message)
+        first = True
         try:
             for reply in replies:
-                if not self._send_reply(message, reply):
+                if first and not reply.get("more_content", False):
+                    message.reply_channel.send(reply)  # the whole response (see module docs)
+                elif not self._send_reply(message, reply):
                     return
+                first = False
         finally:
             close = getattr(replies, "close", None)
             if close is not None:

@@ -2,7 +2,8 @@
 
     python3 benchmarks/decoupled/bench.py [--stacks channels,headrace] [--rounds 3] [--workers 2]
         [--connections 50] [--messages 100] [--http-duration 4] [--http-concurrency 32]
-        [--paths /raw,/view] [--seed-venv /tmp/c1] [--redis URL] [--stack-cpus 1] [--client-cpus 0]
+        [--scenarios ws,/raw,/view] [--seed-venv /tmp/c1] [--redis URL] [--stack-cpus 1]
+        [--client-cpus 0]
 
 Both stacks run the SAME Django project (``project/``: consumers, routing, view), which imports
 ``channels`` or ``headrace`` by ``DECOUPLED_STACK``:
@@ -23,10 +24,14 @@ proves the workers are consuming) and then measures:
   exactly one in flight (a lean raw-socket client in this process); messages/s and the p50/p99
   round trip of every message;
 - HTTP: ``wrk -t1 -c<--http-concurrency> -d<--http-duration>s --latency`` per path in
-  ``--paths`` (``/raw`` is a consumer answering ``http.request``, ``/view`` a Django view through
-  the view consumer); requests/s and p50/p99;
+  ``--scenarios`` (``/raw`` is a consumer answering ``http.request``, ``/view`` a Django view
+  through the view consumer); requests/s and p50/p99;
 - the CPU time (user + system, from /proc) the interface server, the workers and our Redis
-  spent per WebSocket message, which other load on the machine disturbs less than rates.
+  spent per WebSocket message and per HTTP request, which other load on the machine disturbs
+  less than rates.
+
+``--scenarios`` picks what runs (``ws`` is the echo; the others are paths), e.g.
+``--scenarios /view --stacks headrace`` to profile the view path alone.
 
 Each round prints its figures and the headrace/channels ratios; the summary gives the median of
 the per-round ratios. ``--stack-cpus``/``--client-cpus`` pin the servers and the load
@@ -388,6 +393,8 @@ class HttpResult:
     p50_ms: float
     p99_ms: float
     errors: str
+    cpu_us: float = float("nan")
+    cpu_us_by_role: dict[str, float] = field(default_factory=dict)
 
 
 def wrk_milliseconds(text: str) -> float:
@@ -395,7 +402,9 @@ def wrk_milliseconds(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def http_load(port: int, path: str, args: argparse.Namespace) -> HttpResult:
+def http_load(
+    port: int, path: str, args: argparse.Namespace, roles: dict[str, list[int]]
+) -> HttpResult:
     command = pinned(
         [
             "wrk",
@@ -409,9 +418,12 @@ def http_load(port: int, path: str, args: argparse.Namespace) -> HttpResult:
         ],
         args.client_cpus,
     )
+    cpu_before = {role: cpu_seconds(pids) for role, pids in roles.items()}
     output = subprocess.run(
         command, capture_output=True, text=True, check=True, timeout=args.http_duration + 60
     ).stdout
+    cpu = {role: cpu_seconds(pids) - cpu_before[role] for role, pids in roles.items()}
+    total = int(re.search(r"(\d+) requests in", output).group(1)) or 1  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
@@ -423,6 +435,8 @@ def http_load(port: int, path: str, args: argparse.Namespace) -> HttpResult:
         wrk_milliseconds(p50.group(1)) if p50 else float("nan"),
         wrk_milliseconds(p99.group(1)) if p99 else float("nan"),
         "; ".join(problems),
+        sum(cpu.values()) / total * 1e6,
+        {role: seconds / total * 1e6 for role, seconds in cpu.items()},
     )
 
 
@@ -432,7 +446,7 @@ def http_load(port: int, path: str, args: argparse.Namespace) -> HttpResult:
 
 @dataclass
 class RoundResult:
-    echo: EchoResult
+    echo: EchoResult | None
     http: dict[str, HttpResult] = field(default_factory=dict)
 
 
@@ -453,42 +467,48 @@ def run_stack(
 
             run = uvloop.run
         run(warm_up(port, args.paths))
-        echo = run(echo_load(port, args.connections, args.messages, roles))
+        echo = run(echo_load(port, args.connections, args.messages, roles)) if args.ws else None
         result = RoundResult(echo)
         for path in args.paths:
-            result.http[path] = http_load(port, path, args)
+            result.http[path] = http_load(port, path, args, roles)
     return result
 
 
 def describe(name: str, result: RoundResult) -> str:
     echo = result.echo
-    parts = [
-        f"  {name:12s} ws {echo.rate:8.0f} msg/s p50 {echo.p50_ms:7.2f} ms p99 {echo.p99_ms:8.2f}"
-        f" ms {echo.cpu_us:7.0f} CPU-us/msg ("
-        + ", ".join(f"{role} {us:.0f}" for role, us in echo.cpu_us_by_role.items())
-        + ")"
-    ]
+    parts = [f"  {name}"]
+    if echo is not None:
+        parts.append(
+            f"    ws     {echo.rate:8.0f} msg/s p50 {echo.p50_ms:7.2f} ms p99 {echo.p99_ms:8.2f}"
+            f" ms {echo.cpu_us:7.0f} CPU-us/msg ({by_role(echo.cpu_us_by_role)})"
+        )
     for path, http in result.http.items():
         note = f" [{http.errors}]" if http.errors else ""
         parts.append(
-            f"               {path:6s} {http.rate:8.0f} req/s p50 {http.p50_ms:7.2f} ms"
-            f" p99 {http.p99_ms:8.2f} ms{note}"
+            f"    {path:6s} {http.rate:8.0f} req/s p50 {http.p50_ms:7.2f} ms"
+            f" p99 {http.p99_ms:8.2f} ms {http.cpu_us:7.0f} CPU-us/req"
+            f" ({by_role(http.cpu_us_by_role)}){note}"
         )
     return "\n".join(parts)
 
 
+def by_role(cpu_us: dict[str, float]) -> str:
+    return ", ".join(f"{role} {us:.0f}" for role, us in cpu_us.items())
+
+
 def ratios(new: RoundResult, old: RoundResult) -> dict[str, float]:
     """headrace / channels for rates, channels / headrace for latencies and CPU (>1 = better)."""
-    values = {
-        "ws msg/s": new.echo.rate / old.echo.rate,
-        "ws p50 (old/new)": old.echo.p50_ms / new.echo.p50_ms,
-        "ws p99 (old/new)": old.echo.p99_ms / new.echo.p99_ms,
-        "ws CPU/msg (old/new)": old.echo.cpu_us / new.echo.cpu_us,
-    }
+    values: dict[str, float] = {}
+    if new.echo is not None and old.echo is not None:
+        values["ws msg/s"] = new.echo.rate / old.echo.rate
+        values["ws p50 (old/new)"] = old.echo.p50_ms / new.echo.p50_ms
+        values["ws p99 (old/new)"] = old.echo.p99_ms / new.echo.p99_ms
+        values["ws CPU/msg (old/new)"] = old.echo.cpu_us / new.echo.cpu_us
     for path in new.http:
         values[f"{path} req/s"] = new.http[path].rate / old.http[path].rate
         values[f"{path} p50 (old/new)"] = old.http[path].p50_ms / new.http[path].p50_ms
         values[f"{path} p99 (old/new)"] = old.http[path].p99_ms / new.http[path].p99_ms
+        values[f"{path} CPU/req (old/new)"] = old.http[path].cpu_us / new.http[path].cpu_us
     return values
 
 
@@ -505,24 +525,33 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100, help="per connection")
     parser.add_argument("--http-duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--http-concurrency", type=int, default=32)
-    parser.add_argument("--paths", default="/raw,/view", help="comma-separated; empty for none")
+    parser.add_argument(
+        "--scenarios", default="ws,/raw,/view", help="comma-separated: ws (the echo) and paths"
+    )
     parser.add_argument("--seed-venv", default="/tmp/c1")
     parser.add_argument("--redis", help="use this Redis URL (no flush) instead of our own")
     parser.add_argument("--stack-cpus", help="taskset CPU list for servers and workers")
     parser.add_argument("--client-cpus", help="taskset CPU list for wrk")
     args = parser.parse_args()
-    args.paths = [path for path in args.paths.split(",") if path]
+    scenarios = [scenario for scenario in args.scenarios.split(",") if scenario]
+    if bad := [s for s in scenarios if s != "ws" and not s.startswith("/")]:
+        parser.error(f"unknown scenarios (ws or a /path): {', '.join(bad)}")
+    args.ws = "ws" in scenarios
+    args.paths = [scenario for scenario in scenarios if scenario != "ws"]
     names = [name for name in args.stacks.split(",") if name]
     if unknown := set(names) - set(STACKS):
         parser.error(f"unknown stacks: {', '.join(sorted(unknown))}")
     if args.paths and shutil.which("wrk") is None:
-        parser.error("wrk is not installed (apt-get install wrk), or pass --paths ''")
+        parser.error(
+            "wrk is not installed (apt-get install wrk), or leave paths out of --scenarios"
+        )
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-decoupled-"))
     server = None if args.redis else RedisServer(workdir)
     print(
-        f"{args.workers} workers per stack; ws {args.connections} x {args.messages} messages; "
-        f"wrk -c{args.http_concurrency} -d{args.http_duration}s on {', '.join(args.paths)}; "
+        f"{args.workers} workers per stack; "
+        + (f"ws {args.connections} x {args.messages} messages; " if args.ws else "")
+        + f"wrk -c{args.http_concurrency} -d{args.http_duration}s on {', '.join(args.paths)}; "
         f"logs in {workdir}; load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )

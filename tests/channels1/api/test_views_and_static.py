@@ -13,9 +13,13 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.test import override_settings
+from django.urls import path
 
 from headrace import Channel, exceptions, handler
+from headrace.asgi import get_channel_layer
+from headrace.channel import recorded_sends
 from headrace.handler import AsgiHandler, AsgiRequest, ViewConsumer
+from headrace.message import Message
 from headrace.routing import route
 from headrace.staticfiles import StaticFilesConsumer
 from headrace.test import ChannelTestCase, HttpClient, apply_routes
@@ -97,6 +101,47 @@ class BodyChannelTests(ChannelTestCase):
         Channel("http.request.body?ok").send({"content": b"-three", "more_content": False})
         get(client, "/whoami/", body=b"one", body_channel="http.request.body?ok")
         self.assertEqual(replies(client)[0]["status"], 200)
+
+
+def streamed(request: Any) -> StreamingHttpResponse:
+    return StreamingHttpResponse(iter([b"one;", b"two;"]))
+
+
+urlpatterns = [path("streamed/", streamed)]
+
+
+class ViewReplyTests(ChannelTestCase):
+    """A response whole in one message is held with the consumer's sends; a streamed one is not."""
+
+    def serve(self, url: str) -> tuple[int, list[dict[str, Any]]]:
+        """Run the view consumer inside a worker's record; (sends held, reply messages)."""
+        layer = get_channel_layer()
+        reply = layer.new_channel("http.response!")
+        content = {"reply_channel": reply, "method": "GET", "path": url, "headers": []}
+        with recorded_sends() as held:
+            ViewConsumer()(Message(content, "http.request", layer))
+        count = len(held)
+        self.assertEqual(held.send_all(), [])
+        found = []
+        while (message := layer.receive([reply])[1]) is not None:
+            found.append(message)
+        return count, found
+
+    def test_a_whole_response_goes_with_the_held_sends(self) -> None:
+        held, found = self.serve("/whoami/")
+        self.assertEqual(held, 1)
+        self.assertEqual(len(found), 1)
+        self.assertEqual(set(found[0]), {"status", "headers", "content", "more_content"})
+        self.assertEqual((found[0]["status"], found[0]["content"]), (200, b"anonymous |"))
+        self.assertIs(found[0]["more_content"], False)
+
+    @override_settings(ROOT_URLCONF=__name__)
+    def test_a_streamed_response_is_sent_as_it_comes(self) -> None:
+        held, found = self.serve("/streamed/")
+        self.assertEqual(held, 0)
+        self.assertEqual(found[0]["status"], 200)
+        self.assertEqual(b"".join(m["content"] for m in found), b"one;two;")
+        self.assertEqual([m["more_content"] for m in found][-1], False)
 
 
 class ResponseKindTests(ChannelTestCase):
