@@ -33,19 +33,40 @@ from typing import Any
 
 from asgiref.compatibility import guarantee_single_callable
 
-from headrace._types import ASGIApp
+from headrace._types import ASGIApp, Scope
 from headrace.server.accesslog import AccessLogger
 from headrace.server.config import Config
 from headrace.server.connection import Connection, Wires
 from headrace.server.endpoints import BindError, Listener, bind_listeners
+from headrace.server.handler import ConnectionHandler, UpgradeRequest
 from headrace.server.lifespan import Lifespan, LifespanFailure
 from headrace.server.state import ServerState
 from headrace.server.tls import TLSConfigError
-from headrace.server.wires.http2 import start_http2
 from headrace.server.wires.http11 import HTTP11Handler
-from headrace.server.wires.websocket_h1 import start_websocket
 
 logger = logging.getLogger("headrace.server")
+
+
+def start_http2(
+    connection: Connection, initial_data: bytes, upgrade: UpgradeRequest | None
+) -> ConnectionHandler | None:
+    """:func:`headrace.server.wires.http2.start_http2`, imported with the first HTTP/2
+    connection: the frame layer and HPACK are not loaded by a server no client speaks
+    HTTP/2 to (startup time; tests/server/test_startup_imports.py keeps it so)."""
+    from headrace.server.wires.http2 import start_http2
+
+    return start_http2(connection, initial_data, upgrade)
+
+
+def start_websocket(
+    connection: Connection, scope: Scope, trailing_data: bytes
+) -> ConnectionHandler:
+    """:func:`headrace.server.wires.websocket_h1.start_websocket`, imported with the first
+    WebSocket upgrade, like :func:`start_http2`."""
+    from headrace.server.wires.websocket_h1 import start_websocket
+
+    return start_websocket(connection, scope, trailing_data)
+
 
 WIRES = Wires(http11=HTTP11Handler, http2=start_http2, websocket=start_websocket)
 """Every wire headrace speaks; each connection gets this (tests may serve fewer)."""

@@ -15,8 +15,8 @@ import ipaddress
 from dataclasses import dataclass
 
 from headrace.server.config import Config
-from headrace.server.protocols.http2 import H2Settings
-from headrace.server.streams.websocket import WebSocketSettings
+from headrace.server.protocols.http2_settings import H2Settings
+from headrace.server.protocols.websocket_settings import DeflateConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,40 @@ class HTTPLimits:
             application_close_timeout=config.application_close_timeout,
             keep_alive_timeout=config.timeout_keep_alive,
             request_header_timeout=config.timeout_request_headers,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketSettings:
+    """The WebSocket part of the server configuration, resolved once per server (the values
+    and defaults are the options' own, in :class:`~headrace.server.config.Config`)."""
+
+    max_message_size: int
+    max_frame_size: int
+    ping_interval: float
+    ping_timeout: float
+    websocket_timeout: float
+    connect_timeout: float
+    application_close_timeout: float
+    receive_queue: int
+    deflate: DeflateConfig
+    server_header: bytes | None
+    close_timeout: float = 5.0
+    """Not an option: how long a closing handshake may take before the connection is cut."""
+
+    @classmethod
+    def from_config(cls, config: Config, server_header: bytes | None) -> WebSocketSettings:
+        return cls(
+            max_message_size=config.websocket_max_message_size,
+            max_frame_size=config.websocket_max_frame_size,
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
+            websocket_timeout=config.websocket_timeout,
+            connect_timeout=config.websocket_connect_timeout,
+            application_close_timeout=config.application_close_timeout,
+            receive_queue=config.websocket_receive_queue,
+            deflate=DeflateConfig(enabled=config.ws_per_message_deflate),
+            server_header=server_header,
         )
 
 

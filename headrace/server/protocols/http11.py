@@ -10,7 +10,6 @@ handler reuses :func:`date_header_value`; response fields are checked by
 from __future__ import annotations
 
 import time
-from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import unquote
 
@@ -50,10 +49,25 @@ _date_value = b""
 _date_line = b""
 
 
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def imf_fixdate(seconds: int) -> str:
+    """``seconds`` since the epoch as an IMF-fixdate (RFC 9110 §5.6.7), in English whatever
+    the locale (``email.utils.formatdate`` does the same; it is not imported for this, since
+    the ``email`` package would cost every server start a few milliseconds)."""
+    t = time.gmtime(seconds)
+    return (
+        f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
 def _refresh_date(now: int) -> None:
     global _date_second, _date_value, _date_line
     _date_second = now
-    _date_value = formatdate(now, usegmt=True).encode("ascii")
+    _date_value = imf_fixdate(now).encode("ascii")
     _date_line = b"date: " + _date_value + b"\r\n"
 
 

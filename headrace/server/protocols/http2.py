@@ -73,7 +73,6 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
@@ -88,6 +87,17 @@ from headrace.server.protocols.http2_headers import (
     split_request_headers,
     validate_request,
     validate_trailers,
+)
+from headrace.server.protocols.http2_settings import (
+    DEFAULT_WINDOW,
+    MAX_WINDOW,
+    SETTINGS_ENABLE_CONNECT_PROTOCOL,
+    SETTINGS_ENABLE_PUSH,
+    SETTINGS_HEADER_TABLE_SIZE,
+    SETTINGS_INITIAL_WINDOW_SIZE,
+    SETTINGS_MAX_CONCURRENT_STREAMS,
+    SETTINGS_MAX_FRAME_SIZE,
+    H2Settings,
 )
 from headrace.server.protocols.http2_states import (
     IS_LOCAL_CLOSED,
@@ -111,8 +121,6 @@ __all__ = [
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """The client connection preface that starts every HTTP/2 connection."""
 
-DEFAULT_WINDOW = 65_535
-MAX_WINDOW = 2**31 - 1
 MAX_CONTINUATION_FRAMES = 64
 RECENTLY_CLOSED_LIMIT = 1024
 DISCARD_AFTER_RESPONSE = 64 * 1024
@@ -121,14 +129,6 @@ DISCARD_AFTER_RESPONSE = 64 * 1024
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS = 0x0, 0x1, 0x2, 0x3, 0x4
 PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0x5, 0x6, 0x7, 0x8, 0x9
 FLAG_END_STREAM, FLAG_ACK, FLAG_END_HEADERS, FLAG_PADDED, FLAG_PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
-
-SETTINGS_HEADER_TABLE_SIZE = 0x1
-SETTINGS_ENABLE_PUSH = 0x2
-SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
-SETTINGS_INITIAL_WINDOW_SIZE = 0x4
-SETTINGS_MAX_FRAME_SIZE = 0x5
-SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
-SETTINGS_ENABLE_CONNECT_PROTOCOL = 0x8
 
 _STATUS_FIELDS = {code: (b":status", str(code).encode()) for code in range(100, 600)}
 _FRAME_HEAD = struct.Struct(">BHBBL")
@@ -171,50 +171,6 @@ class StreamError(Exception):
         super().__init__(reason)
         self.stream_id = stream_id
         self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class H2Settings:
-    """Limits and advertised settings of one server-side HTTP/2 connection."""
-
-    max_concurrent_streams: int = 100
-    initial_window_size: int = 256 * 1024
-    max_connection_window: int = 16 * 1024 * 1024
-    max_frame_size: int = 16_384
-    max_header_list_size: int = 64 * 1024
-    header_table_size: int = 4096
-    enable_connect_protocol: bool = True
-    control_frame_burst: int = 1000
-    control_frames_per_second: float = 200.0
-    reset_burst: int = 200
-    resets_per_second: float = 50.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_concurrent_streams <= MAX_WINDOW:
-            raise ValueError("max_concurrent_streams must be between 1 and 2**31-1")
-        if not 1 <= self.initial_window_size <= MAX_WINDOW:
-            raise ValueError("initial_window_size must be between 1 and 2**31-1")
-        if not 16_384 <= self.max_frame_size <= 2**24 - 1:
-            raise ValueError("max_frame_size must be between 16384 and 2**24-1")
-
-    @property
-    def connection_window(self) -> int:
-        """Receive window of the whole connection (every stream's window, capped)."""
-        wanted = self.max_concurrent_streams * self.initial_window_size
-        return max(DEFAULT_WINDOW, min(wanted, self.max_connection_window, MAX_WINDOW))
-
-    def local_settings(self) -> dict[int, int]:
-        values = {
-            SETTINGS_HEADER_TABLE_SIZE: self.header_table_size,
-            SETTINGS_ENABLE_PUSH: 0,
-            SETTINGS_MAX_CONCURRENT_STREAMS: self.max_concurrent_streams,
-            SETTINGS_INITIAL_WINDOW_SIZE: self.initial_window_size,
-            SETTINGS_MAX_FRAME_SIZE: self.max_frame_size,
-            SETTINGS_MAX_HEADER_LIST_SIZE: self.max_header_list_size,
-        }
-        if self.enable_connect_protocol:
-            values[SETTINGS_ENABLE_CONNECT_PROTOCOL] = 1
-        return values
 
 
 class H2Listener(Protocol):

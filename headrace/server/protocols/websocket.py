@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from headrace.server.protocols.fields import check_response_field
+from headrace.server.protocols.websocket_settings import DeflateConfig
 
 _c_apply_mask: Callable[[bytes, bytes], bytes] | None
 try:
@@ -259,18 +260,6 @@ def accept_response_head(
 # ---------------------------------------------------------------------------------------------
 # permessage-deflate negotiation (RFC 7692 §7)
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True, frozen=True)
-class DeflateConfig:
-    """Server preferences. Window bits 9..15 (zlib cannot deflate with 8)."""
-
-    enabled: bool = True
-    server_max_window_bits: int = 12
-    client_max_window_bits: int = 12
-    memory_level: int = 5
-    compression_level: int = 6
-    compress_min_size: int = 128
 
 
 @dataclass(slots=True, frozen=True)

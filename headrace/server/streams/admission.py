@@ -22,12 +22,15 @@ graceful shutdown.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from headrace._types import Scope
-from headrace.server.protocols.websocket import HandshakeRequest
 from headrace.server.state import ServerState
 from headrace.server.streams.errors import server_answer
-from headrace.server.streams.websocket import WebSocketStream, WebSocketTransport
+
+if TYPE_CHECKING:
+    from headrace.server.protocols.websocket import HandshakeRequest
+    from headrace.server.streams.websocket import WebSocketStream, WebSocketTransport
 
 
 def refusal(state: ServerState, content_length: int | None, counted: bool = True) -> int:
@@ -53,7 +56,13 @@ def open_websocket(
     handshake: HandshakeRequest,
     on_finished: Callable[[WebSocketStream], None] | None = None,
 ) -> WebSocketStream | None:
-    """Start the app for a valid WebSocket handshake, or refuse it (``503``; None returned)."""
+    """Start the app for a valid WebSocket handshake, or refuse it (``503``; None returned).
+
+    The WebSocket stream layer is imported here, by the first WebSocket a server admits (the
+    wires calling this have loaded it already): an HTTP-only server never loads it.
+    """
+    from headrace.server.streams.websocket import WebSocketStream
+
     status = refusal(state, None)
     if status:
         answer = server_answer(status)

@@ -43,7 +43,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from headrace._types import ASGIApp, Message, Scope
@@ -53,7 +52,6 @@ from headrace.server.protocols.websocket import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NO_STATUS,
     CLOSE_NORMAL,
-    DeflateConfig,
     DeflateParams,
     HandshakeRequest,
     State,
@@ -65,7 +63,7 @@ from headrace.server.protocols.websocket import (
 from headrace.server.streams.errors import server_answer
 
 if TYPE_CHECKING:
-    from headrace.server.config import Config
+    from headrace.server.settings import WebSocketSettings
 
 logger = logging.getLogger("headrace.server.websocket")
 
@@ -132,40 +130,6 @@ class AccessLog(Protocol):
     def websocket(
         self, action: str, client: tuple[str, int] | list[object] | None, path: str
     ) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class WebSocketSettings:
-    """The WebSocket part of the server configuration, resolved once per server (the values
-    and defaults are the options' own, in :class:`~headrace.server.config.Config`)."""
-
-    max_message_size: int
-    max_frame_size: int
-    ping_interval: float
-    ping_timeout: float
-    websocket_timeout: float
-    connect_timeout: float
-    application_close_timeout: float
-    receive_queue: int
-    deflate: DeflateConfig
-    server_header: bytes | None
-    close_timeout: float = 5.0
-    """Not an option: how long a closing handshake may take before the connection is cut."""
-
-    @classmethod
-    def from_config(cls, config: Config, server_header: bytes | None) -> WebSocketSettings:
-        return cls(
-            max_message_size=config.websocket_max_message_size,
-            max_frame_size=config.websocket_max_frame_size,
-            ping_interval=config.ping_interval,
-            ping_timeout=config.ping_timeout,
-            websocket_timeout=config.websocket_timeout,
-            connect_timeout=config.websocket_connect_timeout,
-            application_close_timeout=config.application_close_timeout,
-            receive_queue=config.websocket_receive_queue,
-            deflate=DeflateConfig(enabled=config.ws_per_message_deflate),
-            server_header=server_header,
-        )
 
 
 class WebSocketStream:
