@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
@@ -36,3 +37,12 @@ def stop(process: subprocess.Popen[bytes], grace: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
+
+def wrk_figure(output: str, pattern: str) -> str:
+    """The first group of ``pattern`` in wrk's report; an error quoting the report when wrk
+    printed no such line (it failed, or its output format changed)."""
+    found = re.search(pattern, output, re.M)
+    if found is None:
+        raise RuntimeError(f"wrk printed no line matching {pattern!r}:\n{output}")
+    return found.group(1)

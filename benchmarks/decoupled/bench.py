@@ -62,7 +62,7 @@ from pathlib import Path
 import redis
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # last: benchmarks/http shadows http
-from _process import free_port, wait_listening
+from _process import free_port, wait_listening, wrk_figure
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE / "project"
@@ -423,8 +423,8 @@ def http_load(
         command, capture_output=True, text=True, check=True, timeout=args.http_duration + 60
     ).stdout
     cpu = {role: cpu_seconds(pids) - cpu_before[role] for role, pids in roles.items()}
-    total = int(re.search(r"(\d+) requests in", output).group(1)) or 1  # type: ignore[union-attr]
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    total = int(wrk_figure(output, r"(\d+) requests in")) or 1
+    rate = float(wrk_figure(output, r"Requests/sec:\s+([\d.]+)"))
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
     problems = [

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _process import free_port, stop, wait_listening
+from _process import free_port, stop, wait_listening, wrk_figure
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "benchmarks.http.apps:app"
@@ -113,10 +113,10 @@ def run_wrk(
         [*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
     ).stdout
     cpu = tree_cpu_seconds(server_pid) - cpu_before
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    requests = int(wrk_figure(output, r"(\d+) requests in"))
     return {
         "cpu_us": cpu / max(requests, 1) * 1e6,
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "rps": float(wrk_figure(output, r"Requests/sec:\s+([\d.]+)")),
         "p50": latency(output, "50%"),
         "p99": latency(output, "99%"),
         "errors": float(bool(re.search(r"Non-2xx|Socket errors", output))),
